@@ -1,0 +1,126 @@
+"""Activation rules: manual overrides, etags, the state hash, and rebuilding the set from the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from domain.effects import AuditRecord, OutboxEvent, SaveActivation
+from domain.events import cloudevent
+from domain.hashing import blake3_hex, reference_json
+from domain.state import Outcome, WorldState, require_world
+from domain.timefmt import iso_z, parse_iso
+from messages.activation import ActivationEntry, ActivationEnvelope, ActivationRequest
+from messages.commands import PutActivation
+from messages.errors import CommandRejected, not_found, unprocessable
+
+ACTIVATION_TOPIC = "activation"
+_NEW_ENTRY = ActivationEntry(active=False, ts="", etag="")
+
+
+def activation_etag(world_id: str, strategy_id: str, side: str, counter: int) -> str:
+    return f"act:{world_id}:{strategy_id}:{side}:{counter}"
+
+
+def state_document(counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> dict[str, Any]:
+    """The reference's activation document ``{"version": N, "state": {sid: {side: entry}}}``."""
+    return {
+        "version": counter,
+        "state": {sid: {side: msgspec.to_builtins(e) for side, e in sides.items()} for sid, sides in entries.items()},
+    }
+
+
+def state_hash(counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> str:
+    return blake3_hex(reference_json(state_document(counter, entries)))
+
+
+def envelope(world_id: str, strategy_id: str, side: str, entry: ActivationEntry, **extra: Any) -> ActivationEnvelope:
+    return ActivationEnvelope(
+        world_id=world_id, strategy_id=strategy_id, side=side, active=entry.active, weight=entry.weight,
+        freeze=entry.freeze, drain=entry.drain, effective_mode=entry.effective_mode, etag=entry.etag,
+        run_id=entry.run_id, ts=entry.ts, **extra,
+    )
+
+
+def _checked_ts(ts: str | None, now: datetime) -> str:
+    if ts is None:
+        return iso_z(now)
+    try:
+        parse_iso(ts)
+    except ValueError:
+        raise unprocessable("invalid ts; expected ISO-8601 timestamp") from None
+    return ts
+
+
+def _merged_entry(body: ActivationRequest, prev: ActivationEntry, ts: str, etag: str) -> ActivationEntry:
+    """Fields the request leaves out keep their stored value, so an override never drops a freeze."""
+    return ActivationEntry(
+        active=body.active,
+        weight=prev.weight if body.weight is UNSET else body.weight,
+        freeze=prev.freeze if body.freeze is UNSET else body.freeze,
+        drain=prev.drain if body.drain is UNSET else body.drain,
+        effective_mode=prev.effective_mode if body.effective_mode is UNSET else body.effective_mode,
+        run_id=body.run_id, ts=ts, etag=etag,
+    )
+
+
+def put_activation(state: WorldState, cmd: PutActivation, now: datetime) -> Outcome:
+    world = require_world(state)
+    body = cmd.body
+    if body.effective_mode == "live" and not world.allow_live:
+        raise CommandRejected(409, "live activation refused: world allow_live is false")
+    counter = state.activation_counter + 1
+    prev = state.activation.get(body.strategy_id, {}).get(body.side, _NEW_ENTRY)
+    etag = activation_etag(state.world_id, body.strategy_id, body.side, counter)
+    entry = _merged_entry(body, prev, _checked_ts(body.ts, now), etag)
+    entries = {sid: dict(sides) for sid, sides in state.activation.items()}
+    entries.setdefault(body.strategy_id, {})[body.side] = entry
+    digest = state_hash(counter, entries)
+    new_state = msgspec.structs.replace(state, activation=entries, activation_counter=counter)
+    result = {"version": counter, "strategy_id": body.strategy_id, "side": body.side, **msgspec.to_builtins(entry)}
+    event = _activation_event(state.world_id, body.strategy_id, body.side, entry, digest, counter, cmd, now)
+    effects = [
+        SaveActivation(strategy_id=body.strategy_id, side=body.side, entry=entry),
+        AuditRecord(event="activation_updated", request=msgspec.to_builtins(body), result=result),
+        event,
+    ]
+    reply = envelope(state.world_id, body.strategy_id, body.side, entry, state_hash=digest)
+    return Outcome(state=new_state, effects=effects, reply=reply)
+
+
+def _activation_event(world_id: str, sid: str, side: str, entry: ActivationEntry, digest: str, counter: int,
+                      cmd: PutActivation, now: datetime) -> OutboxEvent:
+    data = {k: v for k, v in msgspec.to_builtins(entry).items() if v is not None}
+    data.update(world_id=world_id, strategy_id=sid, side=side, run_id=entry.run_id or "", state_hash=digest,
+                version=1)
+    key = f"activation_updated:{world_id}:{entry.etag}:{entry.run_id or ''}:{counter}"
+    return cloudevent(ACTIVATION_TOPIC, "activation_updated", world_id, data, key,
+                      cmd.correlation_id or f"activation:{world_id}:{entry.run_id or ''}", now)
+
+
+def get_activation(state: WorldState, strategy_id: str, side: str) -> ActivationEnvelope:
+    require_world(state)
+    entry = state.activation.get(strategy_id, {}).get(side)
+    if entry is None:
+        raise not_found("activation")
+    return envelope(state.world_id, strategy_id, side, entry)
+
+
+def fold_audit(results: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[int, dict[str, dict[str, ActivationEntry]]]:
+    """Rebuild a world's activation set by replaying its audit log (``(event, result)`` in log order).
+
+    This is how the Redis projection is recovered: SQL's audit log is the record of every change.
+    """
+    counter, entries = 0, {}
+    for event, result in results:
+        if event == "activation_updated":
+            counter = max(counter, int(result["version"]))
+            fields = {k: result[k] for k in ActivationEntry.__struct_fields__ if k in result}
+            entries.setdefault(result["strategy_id"], {})[result["side"]] = msgspec.convert(fields, ActivationEntry)
+        elif event == "world_deleted":
+            entries = {}
+    return counter, entries

@@ -1,0 +1,75 @@
+"""What a handled command asks storage to do, as plain data.
+
+A handler returns these in order; the SQL writer applies all of one command's effects in one
+transaction (a savepoint inside the group commit), guarded by the world's row version.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from messages.activation import ActivationEntry
+from messages.decisions import HistoryEntry
+from messages.worlds import WorldRecord
+
+
+class PolicyVersion(msgspec.Struct, kw_only=True):
+    """One stored policy version: the normalised document, its text, checksum and lifecycle status."""
+
+    version: int
+    document: dict[str, Any]
+    text: str
+    checksum: str
+    status: Literal["DRAFT", "ACTIVE", "DEPRECATED"]
+    created_by: str | None
+    created_at: str
+    preset: str | None = None
+    preset_mode: str | None = None
+    preset_version: str | None = None
+    preset_overrides: dict[str, float] | None = None
+
+
+class SaveWorld(msgspec.Struct, tag=True):
+    record: WorldRecord
+
+
+class RemoveWorld(msgspec.Struct, tag=True):
+    """Cascade-delete the world's current state; the audit log and etag counters stay."""
+
+
+class SavePolicy(msgspec.Struct, tag=True):
+    policy: PolicyVersion
+
+
+class SaveStrategies(msgspec.Struct, tag=True):
+    table: Literal["bindings", "decisions"]
+    strategies: list[str]
+
+
+class SaveActivation(msgspec.Struct, tag=True):
+    strategy_id: str
+    side: str
+    entry: ActivationEntry
+
+
+class SaveHistory(msgspec.Struct, tag=True):
+    entry: HistoryEntry
+
+
+class AuditRecord(msgspec.Struct, tag=True):
+    event: str
+    request: dict[str, Any] | None
+    result: dict[str, Any]
+
+
+class OutboxEvent(msgspec.Struct, tag=True):
+    """A ControlBus event to relay after commit: a full CloudEvent, keyed by world id."""
+
+    topic: str
+    key: str
+    cloudevent: dict[str, Any]
+
+
+Effect = SaveWorld | RemoveWorld | SavePolicy | SaveStrategies | SaveActivation | SaveHistory | AuditRecord | OutboxEvent

@@ -1,0 +1,69 @@
+"""One entry point per message family: ``handle`` for mutations and ``answer`` for reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from domain import activation, policies, worlds
+from domain.decide import decide
+from domain.state import Outcome, WorldState, require_world
+from messages import commands as c
+from messages.activation import StateHashOut
+from messages.bindings import StrategiesOut
+from messages.policies import PolicyVersionRef
+
+_MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
+    c.CreateWorld: worlds.create_world,
+    c.UpdateWorld: worlds.update_world,
+    c.DeleteWorld: worlds.delete_world,
+    c.AddPolicy: policies.add_policy,
+    c.SetDefaultPolicy: policies.set_default,
+    c.AddBindings: worlds.add_bindings,
+    c.SetDecisions: worlds.set_decisions,
+    c.PutActivation: activation.put_activation,
+    c.PutHistory: worlds.put_history,
+}
+
+
+def handle(state: WorldState, command: c.Command, now: datetime) -> Outcome:
+    """Apply one mutation. Raises ``CommandRejected`` when a rule refuses it (state untouched)."""
+    return _MUTATIONS[type(command)](state, command, now)
+
+
+def is_mutation(command: c.Command) -> bool:
+    return type(command) in _MUTATIONS
+
+
+def _state_hash(state: WorldState) -> StateHashOut:
+    require_world(state)
+    return StateHashOut(state_hash=activation.state_hash(state.activation_counter, state.activation))
+
+
+def _decide(state: WorldState, q: c.Decide, now: datetime) -> Outcome:
+    envelope, last, ttl = decide(state, q.as_of, now)
+    return Outcome(state=msgspec.structs.replace(state, last_decision=last), effects=[], reply=(envelope, ttl))
+
+
+_READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
+    c.GetWorld: lambda s, q, now: require_world(s),
+    c.DescribeWorld: lambda s, q, now: worlds.describe(s),
+    c.ListPolicies: lambda s, q, now: (require_world(s), [PolicyVersionRef(v) for v in sorted(s.policies)])[1],
+    c.GetPolicy: lambda s, q, now: policies.get_policy(s, q.version),
+    c.GetPolicyInfo: lambda s, q, now: policies.policy_info(s, q.version),
+    c.GetBindings: lambda s, q, now: (require_world(s), StrategiesOut(strategies=list(s.bindings)))[1],
+    c.GetDecisions: lambda s, q, now: (require_world(s), StrategiesOut(strategies=list(s.decisions)))[1],
+    c.GetActivation: lambda s, q, now: activation.get_activation(s, q.strategy_id, q.side),
+    c.GetStateHash: lambda s, q, now: _state_hash(s),
+    c.GetHistory: lambda s, q, now: worlds.history_out(s),
+}
+
+
+def answer(state: WorldState, query: c.Command, now: datetime) -> Outcome:
+    """Answer a read from memory. ``decide`` also remembers its decision (the hysteresis input)."""
+    if isinstance(query, c.Decide):
+        return _decide(state, query, now)
+    return Outcome(state=state, effects=[], reply=_READS[type(query)](state, query, now))

@@ -1,0 +1,50 @@
+"""A world's in-memory state and the result of handling one command against it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from domain.effects import Effect, PolicyVersion
+from messages.activation import ActivationEntry
+from messages.decisions import HistoryEntry
+from messages.worlds import WorldRecord
+
+
+class LastDecision(msgspec.Struct, frozen=True):
+    effective_mode: str
+    dataset_fingerprint: str | None
+
+
+class WorldState(msgspec.Struct, kw_only=True):
+    """Everything a WorldActor answers reads from. ``row_version`` fences every durable write;
+    ``activation_counter`` only grows (it survives deletion), so activation etags are never reused."""
+
+    world_id: str
+    world: WorldRecord | None = None
+    row_version: int = 0
+    activation_counter: int = 0
+    policies: dict[int, PolicyVersion] = {}
+    bindings: list[str] = []
+    decisions: list[str] = []
+    activation: dict[str, dict[str, ActivationEntry]] = {}
+    history: dict[str, HistoryEntry] = {}
+    last_decision: LastDecision | None = None
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    """What a handler decided: the next state, what to persist (in order), and the caller's reply."""
+
+    state: WorldState
+    effects: list[Effect]
+    reply: Any
+    status: int = 200
+
+
+def require_world(state: WorldState) -> WorldRecord:
+    from messages.errors import not_found
+
+    if state.world is None:
+        raise not_found("world")
+    return state.world

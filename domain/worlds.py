@@ -1,0 +1,132 @@
+"""World registry rules: create, update (only the fields sent), delete, bindings, decisions, history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from domain.effects import AuditRecord, RemoveWorld, SaveHistory, SaveStrategies, SaveWorld
+from domain.policies import default_policy, human_summary
+from domain.state import Outcome, WorldState, require_world
+from domain.timefmt import iso_z, parse_iso
+from messages.bindings import StrategiesOut
+from messages.commands import AddBindings, CreateWorld, DeleteWorld, PutHistory, SetDecisions, UpdateWorld
+from messages.decisions import HistoryEntry, HistoryOut
+from messages.errors import CommandRejected, conflict, unprocessable
+from messages.worlds import MUTABLE_WORLD_FIELDS, WorldDescription, WorldRecord
+
+
+def _world_audit(event: str, request: Any, record: WorldRecord) -> AuditRecord:
+    return AuditRecord(event=event, request=msgspec.to_builtins(request), result={"world": msgspec.to_builtins(record)})
+
+
+def _check_default_version(state: WorldState, version: int | None) -> None:
+    if version is not None and version not in state.policies:
+        raise unprocessable(f"default_policy_version {version} does not name a stored policy")
+
+
+def create_world(state: WorldState, cmd: CreateWorld, now: datetime) -> Outcome:
+    if state.world is not None:
+        raise conflict("world already exists")
+    body = cmd.body
+    if body.id != cmd.world_id:
+        raise unprocessable("world id in body does not match the path")
+    _check_default_version(state, body.default_policy_version)
+    fields = {f: getattr(body, f) for f in MUTABLE_WORLD_FIELDS}
+    stamp = iso_z(now)
+    record = WorldRecord(id=body.id, created_at=stamp, updated_at=stamp, **fields)
+    effects = [SaveWorld(record=record), _world_audit("world_created", body, record)]
+    new_state = msgspec.structs.replace(state, world=record)
+    return Outcome(state=new_state, effects=effects, reply=record, status=201)
+
+
+def update_world(state: WorldState, cmd: UpdateWorld, now: datetime) -> Outcome:
+    world = require_world(state)
+    body = cmd.body
+    if body.id is not UNSET and body.id != cmd.world_id:
+        raise unprocessable("world id is immutable")
+    changes = {f: getattr(body, f) for f in MUTABLE_WORLD_FIELDS if getattr(body, f) is not UNSET}
+    if "default_policy_version" in changes:
+        _check_default_version(state, changes["default_policy_version"])
+    record = msgspec.structs.replace(world, updated_at=iso_z(now), **changes)
+    effects = [SaveWorld(record=record), _world_audit("world_updated", body, record)]
+    return Outcome(state=msgspec.structs.replace(state, world=record), effects=effects, reply=record)
+
+
+def _active_strategies(state: WorldState) -> list[str]:
+    return sorted(sid for sid, sides in state.activation.items() if any(e.active for e in sides.values()))
+
+
+def delete_world(state: WorldState, cmd: DeleteWorld, now: datetime) -> Outcome:
+    """Refuses while any strategy is active unless forced: deleting a trading world is never implicit."""
+    require_world(state)
+    active = _active_strategies(state)
+    if active and not cmd.force:
+        raise CommandRejected(409, f"world has active strategies: {', '.join(active)}; deactivate them or force")
+    effects = [RemoveWorld(), AuditRecord(event="world_deleted", request={"force": cmd.force},
+                                          result={"deleted_at": iso_z(now), "active_strategies": active})]
+    new_state = WorldState(world_id=state.world_id, row_version=state.row_version,
+                           activation_counter=state.activation_counter)
+    return Outcome(state=new_state, effects=effects, reply=None, status=204)
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(s.strip() for s in items))
+
+
+def add_bindings(state: WorldState, cmd: AddBindings, now: datetime) -> Outcome:
+    require_world(state)
+    merged = sorted(set(state.bindings) | set(_dedupe(cmd.body.strategies)))
+    effects = [SaveStrategies(table="bindings", strategies=merged),
+               AuditRecord(event="bindings_added", request=None, result={"strategies": _dedupe(cmd.body.strategies)})]
+    new_state = msgspec.structs.replace(state, bindings=merged)
+    return Outcome(state=new_state, effects=effects, reply=StrategiesOut(strategies=merged))
+
+
+def set_decisions(state: WorldState, cmd: SetDecisions, now: datetime) -> Outcome:
+    require_world(state)
+    strategies = _dedupe(cmd.body.strategies)
+    effects = [SaveStrategies(table="decisions", strategies=strategies),
+               AuditRecord(event="decisions_set", request=None, result={"strategies": strategies})]
+    new_state = msgspec.structs.replace(state, decisions=strategies)
+    return Outcome(state=new_state, effects=effects, reply=StrategiesOut(strategies=strategies))
+
+
+def put_history(state: WorldState, cmd: PutHistory, now: datetime) -> Outcome:
+    require_world(state)
+    body = cmd.body
+    if body.as_of is not None:
+        try:
+            parse_iso(body.as_of)
+        except ValueError:
+            raise unprocessable("invalid as_of; expected ISO-8601 timestamp") from None
+    fields = msgspec.structs.asdict(body)
+    entry = HistoryEntry(updated_at=iso_z(now), **fields)
+    history = {**state.history, body.strategy_id: entry}
+    result = {"strategy_id": body.strategy_id, "dataset_fingerprint": body.dataset_fingerprint,
+              "as_of": body.as_of, "updated_at": entry.updated_at}
+    effects = [SaveHistory(entry=entry), AuditRecord(event="history_metadata_upserted", request=None, result=result)]
+    return Outcome(state=msgspec.structs.replace(state, history=history), effects=effects, reply=None, status=204)
+
+
+def history_out(state: WorldState) -> HistoryOut:
+    require_world(state)
+    entries = sorted(state.history.values(), key=lambda e: e.strategy_id)
+    latest = max(entries, key=lambda e: (e.as_of or "", e.updated_at), default=None)
+    return HistoryOut(entries=entries, latest=latest)
+
+
+def describe(state: WorldState) -> WorldDescription:
+    world = require_world(state)
+    pv = default_policy(state)
+    base = msgspec.structs.asdict(world)
+    if pv is None:
+        return WorldDescription(**base)
+    return WorldDescription(
+        **base, policy=pv.document, policy_preset=pv.preset, policy_preset_mode=pv.preset_mode,
+        policy_preset_version=pv.preset_version, policy_overrides=pv.preset_overrides,
+        policy_human=human_summary(pv.document),
+    )

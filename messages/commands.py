@@ -1,0 +1,136 @@
+"""Every message a world actor serves, as one tagged union (``kind`` is the tag).
+
+Mutations arrive from HTTP, the Kafka command topic and the CLI in this shape; reads use the same path so
+they are linearizable with the writes of their world. One decoder per union is built once at import.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+import msgspec
+from msgspec import Meta
+
+from messages.activation import ActivationRequest
+from messages.bindings import StrategiesRequest
+from messages.decisions import HistoryRequest
+from messages.policies import PolicyRequest, SetDefaultRequest
+from messages.types import Identifier, PositiveVersion, Side, WorldId
+from messages.worlds import WorldCreate, WorldUpdate
+
+
+class Command(msgspec.Struct, tag_field="kind", forbid_unknown_fields=True, kw_only=True):
+    world_id: WorldId
+    actor: str | None = None
+    correlation_id: str | None = None
+    command_id: Identifier | None = None
+
+
+# --- mutations -------------------------------------------------------------------------------------
+
+
+class CreateWorld(Command, tag="create_world"):
+    body: WorldCreate
+
+
+class UpdateWorld(Command, tag="update_world"):
+    body: WorldUpdate
+
+
+class DeleteWorld(Command, tag="delete_world"):
+    force: bool = False
+
+
+class AddPolicy(Command, tag="add_policy"):
+    body: PolicyRequest
+
+
+class SetDefaultPolicy(Command, tag="set_default_policy"):
+    body: SetDefaultRequest
+
+
+class AddBindings(Command, tag="add_bindings"):
+    body: StrategiesRequest
+
+
+class SetDecisions(Command, tag="set_decisions"):
+    body: StrategiesRequest
+
+
+class PutActivation(Command, tag="put_activation"):
+    body: ActivationRequest
+
+
+class PutHistory(Command, tag="put_history"):
+    body: HistoryRequest
+
+
+Mutation = Union[
+    CreateWorld, UpdateWorld, DeleteWorld, AddPolicy, SetDefaultPolicy, AddBindings, SetDecisions,
+    PutActivation, PutHistory,
+]
+
+# --- reads -----------------------------------------------------------------------------------------
+
+
+class GetWorld(Command, tag="get_world"):
+    pass
+
+
+class DescribeWorld(Command, tag="describe_world"):
+    pass
+
+
+class ListPolicies(Command, tag="list_policies"):
+    pass
+
+
+class GetPolicy(Command, tag="get_policy"):
+    version: PositiveVersion
+
+
+class GetPolicyInfo(Command, tag="get_policy_info"):
+    version: PositiveVersion
+
+
+class GetBindings(Command, tag="get_bindings"):
+    pass
+
+
+class GetDecisions(Command, tag="get_decisions"):
+    pass
+
+
+class Decide(Command, tag="decide"):
+    as_of: str | None = None
+
+
+class GetActivation(Command, tag="get_activation"):
+    strategy_id: Identifier
+    side: Side
+
+
+class GetStateHash(Command, tag="get_state_hash"):
+    pass
+
+
+class GetHistory(Command, tag="get_history"):
+    pass
+
+
+class GetAudit(Command, tag="get_audit"):
+    after: Annotated[int, Meta(ge=0)] = 0
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+
+Query = Union[
+    GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
+    GetActivation, GetStateHash, GetHistory, GetAudit,
+]
+
+AnyCommand = Union[Mutation, Query]
+
+MUTATION_TYPES: tuple[type, ...] = Mutation.__args__  # type: ignore[attr-defined]
+
+mutation_decoder = msgspec.json.Decoder(Mutation)
+command_decoder = msgspec.json.Decoder(AnyCommand)

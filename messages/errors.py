@@ -1,0 +1,48 @@
+"""Error envelopes and the one exception a command handler raises to refuse a command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class ValidationIssue(msgspec.Struct, frozen=True):
+    """One validation failure, shaped like FastAPI's so existing clients parse it."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+
+
+class ValidationErrorBody(msgspec.Struct, frozen=True):
+    detail: list[ValidationIssue]
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    detail: str
+
+
+class CommandRejected(Exception):
+    """A command refused by a rule: carries the HTTP-like status and a stable ``detail`` string."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:
+        return (type(self), (self.status, self.detail))
+
+
+def not_found(what: str) -> CommandRejected:
+    return CommandRejected(404, f"{what} not found")
+
+
+def conflict(detail: str) -> CommandRejected:
+    return CommandRejected(409, detail)
+
+
+def unprocessable(detail: str) -> CommandRejected:
+    return CommandRejected(422, detail)

@@ -1,0 +1,27 @@
+"""Constrained scalar types shared by every message family.
+
+msgspec checks these constraints when it decodes or converts, never in a Struct constructor, so every
+edge builds its commands through a decoder or ``msgspec.convert``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+# World ids are slugs: they appear in Redis keys, Kafka keys and URLs.
+WorldId = Annotated[
+    str,
+    Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+         description="world slug: letters, digits, '.', '_', ':', '-'"),
+]
+# Strategy ids and similar free-form identifiers: non-empty, no surrounding whitespace.
+Identifier = Annotated[
+    str, Meta(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$", description="non-empty identifier")
+]
+Weight = Annotated[float, Meta(ge=0.0, le=1.0, description="sizing weight in [0, 1]")]
+PositiveVersion = Annotated[int, Meta(ge=1)]
+Side = Literal["long", "short"]
+EffectiveMode = Literal["validate", "compute-only", "paper", "live", "shadow"]
+WorldStateName = Literal["ACTIVE", "SUSPENDED", "DELETED"]
