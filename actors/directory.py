@@ -1,0 +1,100 @@
+"""Directory: world_id -> WorldActor. Creates actors on first use, passivates idle ones and caps how
+many are resident (each is a thread), so a daemon with many worlds keeps a bounded footprint."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pykka
+import structlog
+
+from actors.bridge import Request, error_reply
+from actors.world import WorldStopped
+
+log = structlog.get_logger("worldservice.directory")
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """Passivate every world idle for longer than the timeout (sent by the daemon's timer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentWorlds:
+    """Ask: the ids of the worlds that currently have an actor (thread)."""
+
+
+class Directory(pykka.ThreadingActor):
+    def __init__(self, spawn: Callable[[str], pykka.ActorRef], clock: Callable[[], float],
+                 idle_timeout_s: float, max_resident: int, stop_timeout_s: float = 30.0) -> None:
+        super().__init__()
+        self._spawn = spawn
+        self._clock = clock
+        self._idle_timeout_s = idle_timeout_s
+        self._max_resident = max_resident
+        self._stop_timeout_s = stop_timeout_s
+        self._actors: OrderedDict[str, pykka.ActorRef] = OrderedDict()  # least recently used first
+        self._last_used: dict[str, float] = {}
+        self.draining = False
+
+    def on_receive(self, message: object) -> object:
+        if isinstance(message, Request):
+            self._route(message)
+        elif isinstance(message, Sweep):
+            self._sweep()
+        elif isinstance(message, ResidentWorlds):
+            return sorted(self._actors)
+        elif isinstance(message, WorldStopped):
+            self._forget_if_same(message)
+        return None
+
+    def _route(self, request: Request) -> None:
+        world_id = request.command.world_id
+        try:
+            ref = self._actor_for(world_id)
+            ref.tell(request)
+        except pykka.ActorDeadError:  # stopped itself between lookup and tell: start a fresh one
+            self._actors.pop(world_id, None)
+            self._actor_for(world_id).tell(request)
+        except Exception as exc:  # noqa: BLE001 - the caller must always get an answer
+            log.exception("route_failed", world_id=world_id, error=repr(exc))
+            request.reply(error_reply(503, "world unavailable; retry"))
+
+    def _actor_for(self, world_id: str) -> pykka.ActorRef:
+        self._last_used[world_id] = self._clock()
+        ref = self._actors.get(world_id)
+        if ref is not None:
+            self._actors.move_to_end(world_id)
+            return ref
+        while len(self._actors) >= self._max_resident:
+            self._passivate(next(iter(self._actors)))
+        ref = self._spawn(world_id)
+        self._actors[world_id] = ref
+        return ref
+
+    def _sweep(self) -> None:
+        deadline = self._clock() - self._idle_timeout_s
+        for world_id in [w for w in self._actors if self._last_used.get(w, 0.0) <= deadline]:
+            self._passivate(world_id)
+
+    def _passivate(self, world_id: str) -> None:
+        """Blocking stop: the actor finishes what is already in its mailbox before it goes, and nothing
+        new can reach it meanwhile because only this (single-threaded) directory routes to it."""
+        ref = self._actors.pop(world_id)
+        self._last_used.pop(world_id, None)
+        try:
+            ref.stop(block=True, timeout=self._stop_timeout_s)
+        except pykka.Timeout:
+            log.error("passivation_timeout", world_id=world_id)
+        log.debug("world_passivated", world_id=world_id)
+
+    def _forget_if_same(self, stopped: WorldStopped) -> None:
+        ref = self._actors.get(stopped.world_id)
+        if ref is not None and ref.actor_urn == stopped.actor_urn:
+            self._actors.pop(stopped.world_id)
+
+    def on_stop(self) -> None:
+        for world_id in list(self._actors):
+            self._passivate(world_id)

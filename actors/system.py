@@ -1,0 +1,100 @@
+"""The actor system of one daemon: SQL writer, activation projection, outbox relay and the directory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pykka
+
+from actors.activation_store import ActivationStoreActor
+from actors.bridge import Request
+from actors.bus import OutboxRelay, Publisher, Relay
+from actors.directory import Directory, ResidentWorlds, Sweep
+from actors.sql_writer import SqlWriter
+from actors.world import WorldActor
+from domain.activation import fold_audit, state_hash
+from storage.sql import SqlStore
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class ActorSettings:
+    idle_timeout_s: float = 300.0
+    max_resident_worlds: int = 5000
+    group_commit_max: int = 256
+    write_timeout_s: float = 30.0
+
+
+class ActorSystem:
+    """Starts the daemon-wide actors; ``send`` is how every edge reaches a world."""
+
+    def __init__(self, store: SqlStore, projection_store: Any, publisher: Publisher,
+                 settings: ActorSettings | None = None, clock: Callable[[], datetime] = utc_now,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings or ActorSettings()
+        self.store = store
+        self.clock = clock
+        self.relay = OutboxRelay.start(store, publisher, clock)
+        self.writer = SqlWriter.start(store, self.settings.group_commit_max, on_commit=self._on_commit)
+        self.projection = ActivationStoreActor.start(projection_store).proxy()
+        self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
+                                         self.settings.max_resident_worlds)
+
+    def _on_commit(self) -> None:
+        try:
+            self.relay.tell(Relay())
+        except pykka.ActorDeadError:
+            pass  # stopping: the next start relays whatever is left
+
+    def _spawn_world(self, world_id: str) -> pykka.ActorRef:
+        return WorldActor.start(world_id, self.store, self.writer, self.projection, self.clock,
+                                self.directory.tell, self.settings.write_timeout_s)
+
+    def send(self, request: Request) -> None:
+        self.directory.tell(request)
+
+    def sweep(self) -> None:
+        self.directory.ask(Sweep())
+
+    def resident_worlds(self) -> list[str]:
+        return self.directory.ask(ResidentWorlds())
+
+    def relay_now(self) -> None:
+        self.relay.ask(Relay())
+
+    def verify_projection(self) -> list[str]:
+        """Compare every world's projection with SQL and rewrite the ones that differ (startup check)."""
+        repaired = []
+        for world_id in self.store.world_ids():
+            state = self.store.load_world(world_id)
+            expected = state_hash(state.activation_counter, state.activation)
+            if self.projection.projection_hash(world_id).get() != expected:
+                self.projection.replace(world_id, state.activation_counter, state.activation).get()
+                repaired.append(world_id)
+        return repaired
+
+    def rebuild_projection_from_audit(self) -> int:
+        """Rebuild every world's projection by replaying the audit log (``rebuild-activation``)."""
+        self.projection.store.get().flush_all()
+        count = 0
+        for world_id in self.store.world_ids():
+            counter, entries = fold_audit(self.store.audit_events(world_id))
+            self.projection.replace(world_id, counter, entries).get()
+            count += 1
+        return count
+
+    def stop(self) -> None:
+        """Drain in dependency order: worlds finish their mailboxes, then the writer commits what is
+        queued, then the outbox is relayed, then the projection closes."""
+        self.directory.stop(block=True)
+        self.writer.stop(block=True)
+        self.relay.ask(Relay())
+        self.relay.stop(block=True)
+        self.projection.actor_ref.stop(block=True)

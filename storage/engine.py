@@ -1,0 +1,47 @@
+"""Engines for the two supported databases: SQLite (file, WAL) by default, PostgreSQL through a URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+
+def normalise_dsn(dsn: str) -> str:
+    """Accept the reference's DSN spellings: ``postgres://``, ``postgresql://``, ``sqlite:///path``, a bare path."""
+    if dsn.startswith(("postgres://", "postgresql://")):
+        return "postgresql+psycopg://" + dsn.split("://", 1)[1]
+    if dsn.startswith("sqlite:") or "://" in dsn:
+        return dsn
+    return f"sqlite:///{dsn}"
+
+
+def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
+    """pysqlite's own transaction handling breaks SAVEPOINT; take it over and begin IMMEDIATE so the
+    single writer never meets a lock upgrade failure mid-transaction."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(dsn: str, *, sqlite_synchronous: str = "FULL") -> sa.Engine:
+    url = sa.make_url(normalise_dsn(dsn))
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+        _configure_sqlite(engine, sqlite_synchronous)
+        return engine
+    return sa.create_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=True)

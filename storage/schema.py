@@ -1,0 +1,100 @@
+"""The relational schema: one dialect-neutral SQLAlchemy Core metadata for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# BIGINT autoincrement on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# Fencing and never-reused counters. Kept when a world is deleted, so etags of a re-created world
+# continue instead of repeating.
+world_versions = sa.Table(
+    "world_versions", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("row_version", sa.BigInteger, nullable=False),
+    sa.Column("activation_counter", sa.BigInteger, nullable=False),
+)
+
+worlds = sa.Table(
+    "worlds", metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("allow_live", sa.Boolean, nullable=False),
+    sa.Column("default_policy_version", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+
+policies = sa.Table(
+    "policies", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("checksum", sa.String(80), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("preset", sa.JSON, nullable=True),
+)
+
+bindings = sa.Table(
+    "bindings", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("strategy_id", sa.String(256), primary_key=True),
+)
+
+decisions = sa.Table(
+    "decisions", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("strategies", sa.JSON, nullable=False),
+)
+
+activations = sa.Table(
+    "activations", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("strategy_id", sa.String(256), primary_key=True),
+    sa.Column("side", sa.String(8), primary_key=True),
+    sa.Column("entry", sa.JSON, nullable=False),
+)
+
+history = sa.Table(
+    "history_metadata", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("strategy_id", sa.String(256), primary_key=True),
+    sa.Column("entry", sa.JSON, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("world_id", sa.String(128), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=True),
+    sa.Column("correlation_id", sa.String(256), nullable=True),
+    sa.Column("request", sa.JSON, nullable=True),
+    sa.Column("result", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("ix_audit_log_world_id_id", "world_id", "id"),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("world_id", sa.String(128), nullable=False),
+    sa.Column("topic", sa.String(128), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("sent_at", sa.String(32), nullable=True),
+    sa.Index("ix_outbox_pending", "sent_at", "id"),
+)
+
+# Tables holding a world's current state: cleared when the world is deleted (audit and counters stay).
+WORLD_STATE_TABLES = {
+    worlds: worlds.c.id, policies: policies.c.world_id, bindings: bindings.c.world_id,
+    decisions: decisions.c.world_id, activations: activations.c.world_id, history: history.c.world_id,
+}

@@ -1,0 +1,213 @@
+"""The SQL system of record: load a world's state, apply a group of command effects, read the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from domain.effects import (
+    AuditRecord, Effect, OutboxEvent, PolicyVersion, RemoveWorld, SaveActivation, SaveHistory, SavePolicy,
+    SaveStrategies, SaveWorld,
+)
+from domain.state import WorldState
+from domain.timefmt import iso_z
+from messages.activation import ActivationEntry
+from messages.audit import AuditEntry, AuditPage
+from messages.decisions import HistoryEntry
+from messages.worlds import WorldRecord
+from storage import schema as t
+
+
+class StaleWriter(Exception):
+    """The world's row version moved under this writer: another instance (or a stale actor) wrote it."""
+
+
+@dataclass(frozen=True)
+class WriteItem:
+    """One command's effects, to be applied atomically if the world is still at ``expected_version``."""
+
+    world_id: str
+    expected_version: int
+    activation_counter: int
+    effects: Sequence[Effect]
+    actor: str | None = None
+    correlation_id: str | None = None
+    created_at: str = field(default_factory=lambda: iso_z(datetime.now(timezone.utc)))
+
+
+def _policy_row(world_id: str, pv: PolicyVersion) -> dict[str, Any]:
+    preset = {"preset": pv.preset, "preset_mode": pv.preset_mode, "preset_version": pv.preset_version,
+              "preset_overrides": pv.preset_overrides}
+    return {"world_id": world_id, "version": pv.version, "text": pv.text, "document": pv.document,
+            "checksum": pv.checksum, "status": pv.status, "created_by": pv.created_by,
+            "created_at": pv.created_at, "preset": preset}
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]) -> None:
+    """Portable upsert: update by key, insert when nothing matched (the caller holds the world's fence)."""
+    where = sa.and_(*(table.c[k] == v for k, v in keys.items()))
+    if conn.execute(table.update().where(where).values(**values)).rowcount == 0:
+        conn.execute(table.insert().values(**keys, **values))
+
+
+class SqlStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    def apply_batch(self, items: Sequence[WriteItem]) -> list[Exception | None]:
+        """Group commit: every item in one transaction, each inside its own savepoint so a refused item
+        does not take the others down. Returns, per item, ``None`` or the exception that refused it."""
+        results: list[Exception | None] = []
+        with self.engine.begin() as conn:
+            for item in items:
+                savepoint = conn.begin_nested()
+                try:
+                    self._apply_item(conn, item)
+                    savepoint.commit()
+                    results.append(None)
+                except Exception as exc:  # noqa: BLE001 - reported to that item's waiter only
+                    savepoint.rollback()
+                    results.append(exc)
+        return results
+
+    def _apply_item(self, conn: sa.Connection, item: WriteItem) -> None:
+        self._fence(conn, item)
+        for effect in item.effects:
+            self._apply_effect(conn, item, effect)
+
+    def _fence(self, conn: sa.Connection, item: WriteItem) -> None:
+        v = t.world_versions
+        if item.expected_version == 0:
+            try:
+                with conn.begin_nested():
+                    conn.execute(v.insert().values(world_id=item.world_id, row_version=1,
+                                                   activation_counter=item.activation_counter))
+            except sa.exc.IntegrityError:
+                raise StaleWriter(item.world_id) from None
+            return
+        updated = conn.execute(
+            v.update().where(v.c.world_id == item.world_id, v.c.row_version == item.expected_version)
+            .values(row_version=item.expected_version + 1, activation_counter=item.activation_counter)
+        ).rowcount
+        if updated != 1:
+            raise StaleWriter(item.world_id)
+
+    def _apply_effect(self, conn: sa.Connection, item: WriteItem, effect: Effect) -> None:
+        wid = item.world_id
+        match effect:
+            case SaveWorld(record=r):
+                _upsert(conn, t.worlds, {"id": wid}, {
+                    "record": msgspec.to_builtins(r), "state": r.state, "allow_live": r.allow_live,
+                    "default_policy_version": r.default_policy_version, "created_at": r.created_at or item.created_at,
+                    "updated_at": r.updated_at or item.created_at})
+            case RemoveWorld():
+                for table, column in t.WORLD_STATE_TABLES.items():
+                    conn.execute(table.delete().where(column == wid))
+            case SavePolicy(policy=pv):
+                row = _policy_row(wid, pv)
+                _upsert(conn, t.policies, {"world_id": wid, "version": pv.version},
+                        {k: v for k, v in row.items() if k not in ("world_id", "version")})
+            case SaveStrategies(table="bindings", strategies=s):
+                conn.execute(t.bindings.delete().where(t.bindings.c.world_id == wid))
+                if s:
+                    conn.execute(t.bindings.insert(), [{"world_id": wid, "strategy_id": x} for x in s])
+            case SaveStrategies(table="decisions", strategies=s):
+                _upsert(conn, t.decisions, {"world_id": wid}, {"strategies": s})
+            case SaveActivation(strategy_id=sid, side=side, entry=e):
+                _upsert(conn, t.activations, {"world_id": wid, "strategy_id": sid, "side": side},
+                        {"entry": msgspec.to_builtins(e)})
+            case SaveHistory(entry=e):
+                _upsert(conn, t.history, {"world_id": wid, "strategy_id": e.strategy_id},
+                        {"entry": msgspec.to_builtins(e)})
+            case AuditRecord():
+                conn.execute(t.audit_log.insert().values(
+                    world_id=wid, event=effect.event, actor=item.actor, correlation_id=item.correlation_id,
+                    request=effect.request, result=effect.result, created_at=item.created_at))
+            case OutboxEvent():
+                conn.execute(t.outbox.insert().values(world_id=wid, topic=effect.topic, payload=effect.cloudevent,
+                                                      created_at=item.created_at))
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def load_world(self, world_id: str) -> WorldState:
+        with self.engine.connect() as conn:
+            return _load(conn, world_id)
+
+    def list_worlds(self) -> list[WorldRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.worlds.c.record).order_by(t.worlds.c.id)).scalars()
+            return [msgspec.convert(r, WorldRecord) for r in rows]
+
+    def audit_page(self, world_id: str, after: int, limit: int) -> AuditPage:
+        a = t.audit_log
+        query = sa.select(a).where(a.c.world_id == world_id, a.c.id > after).order_by(a.c.id).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        entries = [AuditEntry(**dict(r)) for r in rows[:limit]]
+        next_after = entries[-1].id if len(rows) > limit else None
+        return AuditPage(entries=entries, next_after=next_after)
+
+    def audit_events(self, world_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        a = t.audit_log
+        with self.engine.connect() as conn:
+            query = sa.select(a.c.event, a.c.result).where(a.c.world_id == world_id).order_by(a.c.id)
+            yield from ((row.event, row.result) for row in conn.execute(query))
+
+    def world_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(t.worlds.c.id).order_by(t.worlds.c.id)).scalars())
+
+    def pending_outbox(self, limit: int = 500) -> list[tuple[int, str, str, dict[str, Any]]]:
+        o = t.outbox
+        query = sa.select(o.c.id, o.c.world_id, o.c.topic, o.c.payload).where(o.c.sent_at.is_(None)) \
+            .order_by(o.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+
+    def mark_sent(self, ids: Sequence[int], when: str) -> None:
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(t.outbox.update().where(t.outbox.c.id.in_(ids)).values(sent_at=when))
+
+
+def _load(conn: sa.Connection, world_id: str) -> WorldState:
+    versions = conn.execute(sa.select(t.world_versions).where(t.world_versions.c.world_id == world_id)).first()
+    state = WorldState(world_id=world_id, row_version=versions.row_version if versions else 0,
+                       activation_counter=versions.activation_counter if versions else 0)
+    record = conn.execute(sa.select(t.worlds.c.record).where(t.worlds.c.id == world_id)).scalar()
+    if record is None:
+        return state
+    return msgspec.structs.replace(
+        state, world=msgspec.convert(record, WorldRecord), policies=_load_policies(conn, world_id),
+        bindings=list(conn.execute(sa.select(t.bindings.c.strategy_id).where(t.bindings.c.world_id == world_id)
+                                   .order_by(t.bindings.c.strategy_id)).scalars()),
+        decisions=conn.execute(sa.select(t.decisions.c.strategies)
+                               .where(t.decisions.c.world_id == world_id)).scalar() or [],
+        activation=_load_activation(conn, world_id),
+        history={r.strategy_id: msgspec.convert(r.entry, HistoryEntry) for r in conn.execute(
+            sa.select(t.history).where(t.history.c.world_id == world_id))},
+    )
+
+
+def _load_policies(conn: sa.Connection, world_id: str) -> dict[int, PolicyVersion]:
+    rows = conn.execute(sa.select(t.policies).where(t.policies.c.world_id == world_id)).mappings()
+    out = {}
+    for r in rows:
+        fields = {k: r[k] for k in ("version", "text", "document", "checksum", "status", "created_by", "created_at")}
+        out[r["version"]] = PolicyVersion(**fields, **(r["preset"] or {}))
+    return out
+
+
+def _load_activation(conn: sa.Connection, world_id: str) -> dict[str, dict[str, ActivationEntry]]:
+    entries: dict[str, dict[str, ActivationEntry]] = {}
+    for r in conn.execute(sa.select(t.activations).where(t.activations.c.world_id == world_id)
+                          .order_by(t.activations.c.strategy_id, t.activations.c.side)):
+        entries.setdefault(r.strategy_id, {})[r.side] = msgspec.convert(r.entry, ActivationEntry)
+    return entries
