@@ -1,2 +1,193 @@
-def main():
-    pass
+"""Composition root and CLI: ``worldservice serve | migrate | check-config | rebuild-activation``.
+
+config -> storage -> actors -> transports; signals and drain. The asyncio loop runs in the main thread
+(where signals arrive) and serves HTTP; actors run on their own threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import uvicorn
+
+from actors.system import ActorSettings, ActorSystem
+from messages.config import Config, ConfigError, load_config
+from storage import migrate
+from storage.activation_store import MemoryActivationStore, RedisActivationStore
+from storage.engine import create_engine
+from storage.sql import SqlStore
+from transport.http import Edge, create_app
+from transport.memory_bus import InMemoryBus
+
+log = structlog.get_logger("worldservice.daemon")
+
+
+def configure_logging(level: str) -> None:
+    """One JSON object per line on stdout; the level filter is applied before any formatting work."""
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: SqlStore
+    bus: InMemoryBus
+    system: ActorSystem
+
+    def close(self) -> None:
+        self.system.stop()
+        self.store.engine.dispose()
+
+
+def projection_store(config: Config) -> Any:
+    if config.server.redis:
+        return RedisActivationStore(config.server.redis, config.server.redis_prefix)
+    if config.profile == "prod":
+        raise ConfigError("prod profile requires worldservice.server.redis (in-memory activation store refused)")
+    return MemoryActivationStore()
+
+
+def build_runtime(config: Config) -> Runtime:
+    """Storage first (migrated when the profile says so), then the actors around it."""
+    engine = create_engine(config.sql_dsn(), sqlite_synchronous=config.worldservice.storage.sqlite_synchronous)
+    if config.auto_migrate():
+        migrate.upgrade(engine)
+    elif not migrate.is_current(engine):
+        raise ConfigError("database schema is not at head; run `worldservice migrate` first")
+    store = SqlStore(engine)
+    bus = InMemoryBus()
+    a = config.worldservice.actors
+    settings = ActorSettings(idle_timeout_s=a.idle_timeout_s, max_resident_worlds=a.max_resident_worlds,
+                             group_commit_max=a.group_commit_max, write_timeout_s=a.write_timeout_s)
+    system = ActorSystem(store, projection_store(config), bus, settings)
+    return Runtime(config=config, store=store, bus=bus, system=system)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM after its own shutdown, which would kill the process before
+    the actors drain; this server only records the signal and lets ``serve`` finish the drain."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+async def _sweep_forever(system: ActorSystem, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await asyncio.to_thread(system.sweep)
+
+
+async def serve(config: Config) -> None:
+    runtime = await asyncio.to_thread(build_runtime, config)
+    edge = Edge(system=runtime.system)
+    repaired = await asyncio.to_thread(runtime.system.verify_projection)
+    await asyncio.to_thread(runtime.system.relay_now)  # events committed before a crash
+    edge.ready = True
+    bind = config.server.bind
+    server = _Server(uvicorn.Config(create_app(edge), host=bind.host, port=bind.port, lifespan="off",
+                                    log_config=None, access_log=False, timeout_graceful_shutdown=25))
+    sweeper = asyncio.create_task(_sweep_forever(runtime.system, config.worldservice.actors.sweep_interval_s))
+    log.info("serving", host=bind.host, port=bind.port, profile=config.profile, dsn=_redacted(config.sql_dsn()),
+             projection_repaired=len(repaired))
+    try:
+        await server.serve()
+    finally:
+        edge.draining = True
+        sweeper.cancel()
+        await asyncio.to_thread(runtime.close)
+        log.info("stopped")
+
+
+def _redacted(dsn: str) -> str:
+    head, sep, tail = dsn.rpartition("@")
+    return f"{head.split('://')[0]}://***@{tail}" if sep else dsn
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    ws: dict[str, Any] = {}
+    if args.data_dir:
+        ws["data_dir"] = args.data_dir
+    bind = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if bind:
+        ws["server"] = {"bind": bind}
+    out: dict[str, Any] = {"worldservice": ws} if ws else {}
+    if args.profile:
+        out["profile"] = args.profile
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="worldservice", description="WorldService daemon")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("serve", "run the daemon"), ("migrate", "upgrade the database schema"),
+                            ("check-config", "validate the configuration and exit"),
+                            ("rebuild-activation", "rebuild the activation projection from the audit log")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", help="YAML or TOML file")
+        p.add_argument("--profile", choices=["dev", "prod"])
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        p.add_argument("--data-dir")
+    return parser
+
+
+def _run_migrate(config: Config) -> None:
+    engine = create_engine(config.sql_dsn())
+    migrate.upgrade(engine)
+    print(f"schema at {migrate.current_revision(engine)}")
+
+
+def _run_rebuild(config: Config) -> None:
+    runtime = build_runtime(config)
+    try:
+        print(f"rebuilt activation for {runtime.system.rebuild_projection_from_audit()} worlds")
+    finally:
+        runtime.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config, overrides=_overrides(args))
+        configure_logging(config.worldservice.log_level)
+        if args.command == "serve":
+            asyncio.run(serve(config))
+        elif args.command == "migrate":
+            _run_migrate(config)
+        elif args.command == "rebuild-activation":
+            _run_rebuild(config)
+        else:
+            projection_store(config)
+            print(f"configuration ok (profile {config.profile})")
+    except ConfigError as exc:
+        print(f"worldservice: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -75,6 +75,8 @@ def put_activation(state: WorldState, cmd: PutActivation, now: datetime) -> Outc
         raise CommandRejected(409, "live activation refused: world allow_live is false")
     counter = state.activation_counter + 1
     prev = state.activation.get(body.strategy_id, {}).get(body.side, _NEW_ENTRY)
+    if cmd.if_match is not None and cmd.if_match not in (prev.etag, "*"):
+        raise CommandRejected(412, "activation etag does not match If-Match")
     etag = activation_etag(state.world_id, body.strategy_id, body.side, counter)
     entry = _merged_entry(body, prev, _checked_ts(body.ts, now), etag)
     entries = {sid: dict(sides) for sid, sides in state.activation.items()}

@@ -59,6 +59,7 @@ class SetDecisions(Command, tag="set_decisions"):
 
 class PutActivation(Command, tag="put_activation"):
     body: ActivationRequest
+    if_match: str | None = None  # optional precondition: the entry's current etag
 
 
 class PutHistory(Command, tag="put_history"):

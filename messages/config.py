@@ -1,0 +1,150 @@
+"""Configuration: one schema and one loader for the daemon, the CLI and the tests.
+
+Sources, later wins: built-in defaults < YAML/TOML file < ``WORLDSERVICE__SECTION__KEY`` environment
+variables. The reference's layout is accepted: ``profile`` at the top and a ``worldservice:`` section whose
+``server:`` keys may also be written inline.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+ENV_PREFIX = "WORLDSERVICE__"
+_INLINE_SERVER_KEYS = ("dsn", "redis", "controlbus_brokers", "controlbus_topic", "bind", "auth",
+                       "compat_rebalance_v2", "alpha_metrics_required")
+
+
+class Bind(msgspec.Struct, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class Auth(msgspec.Struct, forbid_unknown_fields=True):
+    header: str = "Authorization"
+    tokens: list[str] = []
+
+
+class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
+    dsn: str | None = None  # None: SQLite file under data_dir
+    redis: str | None = None  # None: in-memory activation store (dev only)
+    redis_prefix: str = ""
+    controlbus_brokers: list[str] = []
+    controlbus_topic: str | None = None
+    bind: Bind = msgspec.field(default_factory=Bind)
+    auth: Auth = msgspec.field(default_factory=Auth)
+    compat_rebalance_v2: bool = False
+    alpha_metrics_required: bool = False
+
+
+class ActorsConfig(msgspec.Struct, forbid_unknown_fields=True):
+    idle_timeout_s: float = 300.0
+    sweep_interval_s: float = 30.0
+    max_resident_worlds: int = 5000
+    group_commit_max: int = 256
+    write_timeout_s: float = 30.0
+
+
+class StorageConfig(msgspec.Struct, forbid_unknown_fields=True):
+    sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+    auto_migrate: bool | None = None  # None: on in dev, off in prod (run `worldservice migrate`)
+
+
+class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    data_dir: str = "./data"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    actors: ActorsConfig = msgspec.field(default_factory=ActorsConfig)
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True):
+    profile: Literal["dev", "prod"] = "dev"
+    worldservice: WorldServiceConfig = msgspec.field(default_factory=WorldServiceConfig)
+
+    @property
+    def server(self) -> ServerConfig:
+        return self.worldservice.server
+
+    def sql_dsn(self) -> str:
+        return self.server.dsn or f"sqlite:///{Path(self.worldservice.data_dir) / 'worldservice.sqlite3'}"
+
+    def auto_migrate(self) -> bool:
+        flag = self.worldservice.storage.auto_migrate
+        return self.profile == "dev" if flag is None else flag
+
+
+class ConfigError(ValueError):
+    """A configuration problem, stated in one line that names the setting."""
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def _lift_inline_server_keys(data: dict[str, Any]) -> dict[str, Any]:
+    section = dict(data.get("worldservice") or {})
+    server = dict(section.get("server") or {})
+    for key in _INLINE_SERVER_KEYS:
+        if key in section:
+            server[key] = section.pop(key)
+    if server:
+        section["server"] = server
+    return {**data, "worldservice": section} if section else data
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[path[-1]] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``WORLDSERVICE__PROFILE=prod``, ``WORLDSERVICE__SERVER__DSN=...``, ``WORLDSERVICE__ACTORS__IDLE_TIMEOUT_S=5``.
+
+    Values are parsed as YAML scalars so numbers, booleans and lists keep their types.
+    """
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "WORLDSERVICE__CONFIG":
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        value = yaml.safe_load(raw) if raw != "" else None
+        if path == ["profile"]:
+            out["profile"] = value
+        elif path:
+            _set_path(out.setdefault("worldservice", {}), path, value)
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merge(merged.get(key) or {}, value) if isinstance(value, Mapping) else value
+    return merged
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Load and validate. ``overrides`` (from CLI flags) win over everything."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("WORLDSERVICE__CONFIG")
+    data: dict[str, Any] = _read_file(Path(path)) if path else {}
+    data = _merge(_lift_inline_server_keys(data), _lift_inline_server_keys(_env_overrides(environ)))
+    data = _merge(data, overrides or {})
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None

@@ -1,0 +1,39 @@
+"""Turns framework validation failures into the reference's 422 ``{"detail": [...]}`` bodies."""
+
+from __future__ import annotations
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
+
+from messages.errors import ValidationErrorBody, ValidationIssue
+
+
+def _issue(item: dict) -> ValidationIssue:
+    source = item.get("source") or "body"
+    key = item.get("key")
+    loc: list[str | int] = [source] + ([p for p in key.split(".") if p and p != "data"] if key else [])
+    loc = [int(p) if isinstance(p, str) and p.isdigit() else p for p in loc]
+    return ValidationIssue(type="validation_error", loc=loc, msg=item.get("message", "invalid value"))
+
+
+def validation_issues(exc: HTTPException) -> list[ValidationIssue]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    issues = [_issue(item) for item in extra if isinstance(item, dict)]
+    if issues:
+        return issues
+    detail = exc.detail or "invalid request"
+    if "Missing required" in detail and "parameter" in detail:
+        name = detail.split("'")[1] if "'" in detail else "parameter"
+        source = "query" if "query" in detail else "header" if "header" in detail else "path"
+        return [ValidationIssue(type="missing", loc=[source, name], msg="Field required")]
+    kind = "json_invalid" if "JSON" in detail or "malformed" in detail else "value_error"
+    return [ValidationIssue(type=kind, loc=["body"], msg=detail)]
+
+
+def client_error_handler(request: Request, exc: HTTPException) -> Response:
+    """Litestar raises 400 for bodies and parameters it cannot decode; the wire contract says 422."""
+    if exc.status_code != 400 and not isinstance(exc, ValidationException):
+        return Response(content={"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    body = ValidationErrorBody(detail=validation_issues(exc))
+    return Response(content=body, status_code=HTTP_422_UNPROCESSABLE_ENTITY)

@@ -1,0 +1,290 @@
+"""HTTP edge (Litestar on uvicorn): the reference's routes and JSON shapes over the actor system.
+
+Handlers only translate: path/query/body -> a typed command, command -> the world's actor, reply ->
+response. They never wait on a pykka future; the actor resolves an asyncio future instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from litestar import Controller, Litestar, Request, Response, delete, get, post, put
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.params import Parameter
+
+from actors.bridge import Reply, Request as ActorRequest, asyncio_hook, error_reply
+from actors.system import ActorSystem
+from domain.policies import PRESETS
+from messages import commands as c
+from messages.activation import ActivationEnvelope, ActivationRequest, StateHashOut
+from messages.audit import AuditEntry
+from messages.bindings import StrategiesOut, StrategiesRequest
+from messages.decisions import DecisionEnvelope, HistoryOut, HistoryRequest
+from messages.errors import ErrorBody
+from messages.policies import PolicyInfo, PolicyRequest, PolicyVersionRef, SetDefaultRequest
+from messages.types import WorldId
+from messages.worlds import WorldCreate, WorldDescription, WorldRecord, WorldUpdate
+from transport.errors import client_error_handler
+from transport.metrics import EdgeMetrics
+
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    return {code: ResponseSpec(data_container=ErrorBody, description="refused") for code in codes}
+
+
+@dataclass
+class Edge:
+    """What the handlers share: the actor system, metrics and the readiness flags."""
+
+    system: ActorSystem
+    call_timeout_s: float = 60.0
+    metrics: EdgeMetrics = field(default_factory=EdgeMetrics)
+    ready: bool = False
+    draining: bool = False
+
+    async def call(self, command: c.Command) -> Reply:
+        if self.draining:
+            return error_reply(503, "draining; retry on another instance")
+        future, hook = asyncio_hook(asyncio.get_running_loop())
+        started = time.perf_counter()
+        self.system.send(ActorRequest(command=command, reply=hook))
+        try:
+            reply = await asyncio.wait_for(future, self.call_timeout_s)
+        except TimeoutError:
+            reply = error_reply(504, "world did not answer in time; the outcome is unknown")
+        self.metrics.observe(type(command).__name__, reply.status, time.perf_counter() - started)
+        return reply
+
+
+def _edge(request: Request) -> Edge:
+    return request.app.state.edge
+
+
+def _world_id(world_id: str) -> str:
+    try:
+        return msgspec.convert(world_id, WorldId)
+    except msgspec.ValidationError as exc:
+        raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
+                                                     "key": "world_id", "source": "path"}]) from None
+
+
+def _caller(request: Request) -> dict[str, Any]:
+    """Who asked and under which correlation id: recorded on every audit entry."""
+    return {"actor": request.headers.get("X-Caller-Sub"),
+            "correlation_id": request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex}
+
+
+async def _run(request: Request, command_type: type, world_id: str, **fields: Any) -> Reply:
+    caller = _caller(request)
+    command = command_type(world_id=_world_id(world_id), **caller, **fields)
+    reply = await _edge(request).call(command)
+    request.state.correlation_id = caller["correlation_id"]
+    return reply
+
+
+def _respond(request: Request, reply: Reply, headers: dict[str, str] | None = None) -> Response:
+    headers = {**(headers or {}), CORRELATION_HEADER: getattr(request.state, "correlation_id", "")}
+    if reply.status == 204:
+        return Response(content=None, status_code=204, headers=headers)
+    return Response(content=reply.body, status_code=reply.status, headers=headers)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """``If-None-Match``: a list of (weak or strong, quoted or bare) tags, or ``*``."""
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/").strip('"') for t in header.split(",")}
+    return "*" in tags or etag in tags
+
+
+class WorldsController(Controller):
+    path = "/worlds"
+    tags = ["worlds"]
+
+    @post("/", status_code=201, responses=_errors(409))  # type: ignore[misc]
+    async def create(self, request: Request, data: WorldCreate) -> Response[WorldRecord]:
+        return _respond(request, await _run(request, c.CreateWorld, data.id, body=data))
+
+    @get("/")
+    async def list_worlds(self, request: Request) -> list[WorldRecord]:
+        return await asyncio.to_thread(_edge(request).system.store.list_worlds)
+
+    @get("/{world_id:str}")
+    async def get_world(self, request: Request, world_id: str) -> Response[WorldRecord]:
+        return _respond(request, await _run(request, c.GetWorld, world_id))
+
+    @put("/{world_id:str}")
+    async def update(self, request: Request, world_id: str, data: WorldUpdate) -> Response[WorldRecord]:
+        return _respond(request, await _run(request, c.UpdateWorld, world_id, body=data))
+
+    @delete("/{world_id:str}", status_code=204)
+    async def delete_world(self, request: Request, world_id: str, force: bool = False) -> Response[None]:
+        return _respond(request, await _run(request, c.DeleteWorld, world_id, force=force))
+
+    @get("/{world_id:str}/describe")
+    async def describe(self, request: Request, world_id: str) -> Response[WorldDescription]:
+        return _respond(request, await _run(request, c.DescribeWorld, world_id))
+
+    @get("/{world_id:str}/audit")
+    async def audit(self, request: Request, world_id: str, after: int = Parameter(default=0, ge=0),
+                    limit: int = Parameter(default=100, ge=1, le=1000)) -> Response[list[AuditEntry]]:
+        """Paginated: pass the ``X-Next-After`` header of a page as ``after`` to get the next one."""
+        reply = await _run(request, c.GetAudit, world_id, after=after, limit=limit)
+        if not reply.ok:
+            return _respond(request, reply)
+        page = reply.body
+        headers = {"X-Next-After": str(page.next_after)} if page.next_after is not None else {}
+        return _respond(request, Reply(200, page.entries), headers)
+
+    @post("/{world_id:str}/history", status_code=204)
+    async def put_history(self, request: Request, world_id: str, data: HistoryRequest) -> Response[None]:
+        return _respond(request, await _run(request, c.PutHistory, world_id, body=data))
+
+    @get("/{world_id:str}/history")
+    async def get_history(self, request: Request, world_id: str) -> Response[HistoryOut]:
+        return _respond(request, await _run(request, c.GetHistory, world_id))
+
+
+class PoliciesController(Controller):
+    path = "/worlds/{world_id:str}"
+    tags = ["policies"]
+
+    @post("/policies", status_code=200)
+    async def add(self, request: Request, world_id: str, data: PolicyRequest) -> Response[PolicyVersionRef]:
+        return _respond(request, await _run(request, c.AddPolicy, world_id, body=data))
+
+    @get("/policies")
+    async def list_versions(self, request: Request, world_id: str) -> Response[list[PolicyVersionRef]]:
+        return _respond(request, await _run(request, c.ListPolicies, world_id))
+
+    @get("/policies/{version:int}")
+    async def get_version(self, request: Request, world_id: str, version: int) -> Response[dict[str, Any]]:
+        return _respond(request, await _run(request, c.GetPolicy, world_id, version=max(version, 1)))
+
+    @get("/policies/{version:int}/meta")
+    async def get_meta(self, request: Request, world_id: str, version: int) -> Response[PolicyInfo]:
+        return _respond(request, await _run(request, c.GetPolicyInfo, world_id, version=max(version, 1)))
+
+    @post("/set-default", status_code=200)
+    async def set_default(self, request: Request, world_id: str, data: SetDefaultRequest | None = None,
+                          v: int | None = Parameter(query="v", default=None, ge=1)) -> Response[PolicyVersionRef]:
+        """The version comes in the body ``{"version": V}`` (reference) or as ``?v=V`` (its documentation)."""
+        body = data or (SetDefaultRequest(version=v) if v is not None else None)
+        if body is None:
+            raise HTTPException(status_code=400, detail="Missing required query parameter 'v' or body version")
+        return _respond(request, await _run(request, c.SetDefaultPolicy, world_id, body=body))
+
+
+@get("/policies/presets", tags=["policies"])
+async def list_presets() -> dict[str, dict[str, Any]]:
+    return PRESETS
+
+
+class StrategiesController(Controller):
+    path = "/worlds/{world_id:str}"
+    tags = ["bindings", "decisions"]
+
+    @post("/bindings", status_code=200)
+    async def add_bindings(self, request: Request, world_id: str, data: StrategiesRequest) -> Response[StrategiesOut]:
+        return _respond(request, await _run(request, c.AddBindings, world_id, body=data))
+
+    @get("/bindings")
+    async def get_bindings(self, request: Request, world_id: str) -> Response[StrategiesOut]:
+        return _respond(request, await _run(request, c.GetBindings, world_id))
+
+    @post("/decisions", status_code=200)
+    async def set_decisions(self, request: Request, world_id: str, data: StrategiesRequest) -> Response[StrategiesOut]:
+        return _respond(request, await _run(request, c.SetDecisions, world_id, body=data))
+
+    @get("/decisions")
+    async def get_decisions(self, request: Request, world_id: str) -> Response[StrategiesOut]:
+        return _respond(request, await _run(request, c.GetDecisions, world_id))
+
+    @get("/decide")
+    async def decide(self, request: Request, world_id: str, as_of: str | None = None) -> Response[DecisionEnvelope]:
+        reply = await _run(request, c.Decide, world_id, as_of=as_of)
+        if not reply.ok:
+            return _respond(request, reply)
+        headers = {"Cache-Control": f"max-age={reply.ttl}", "ETag": reply.body.etag}
+        if _etag_matches(request.headers.get("If-None-Match"), reply.body.etag):
+            return Response(content=None, status_code=304, headers=headers)
+        return _respond(request, reply, headers)
+
+
+class ActivationController(Controller):
+    path = "/worlds/{world_id:str}"
+    tags = ["activation"]
+
+    @get("/activation")
+    async def get_activation(self, request: Request, world_id: str, strategy_id: str,
+                             side: str) -> Response[ActivationEnvelope]:
+        if side not in ("long", "short"):
+            raise HTTPException(status_code=400, extra=[{"message": "Expected `'long' | 'short'`",
+                                                         "key": "side", "source": "query"}])
+        reply = await _run(request, c.GetActivation, world_id, strategy_id=strategy_id, side=side)
+        if not reply.ok:
+            return _respond(request, reply)
+        etag = reply.body.etag
+        if _etag_matches(request.headers.get("If-None-Match"), etag):
+            return Response(content=None, status_code=304, headers={"ETag": etag})
+        return _respond(request, reply, {"ETag": etag})
+
+    @put("/activation", status_code=200, responses=_errors(404, 409, 412))
+    async def put_activation(self, request: Request, world_id: str,
+                             data: ActivationRequest) -> Response[ActivationEnvelope]:
+        if_match = request.headers.get("If-Match")
+        if_match = if_match.strip().removeprefix("W/").strip('"') if if_match else None
+        reply = await _run(request, c.PutActivation, world_id, body=data, if_match=if_match)
+        headers = {"ETag": reply.body.etag} if reply.ok else {}
+        return _respond(request, reply, headers)
+
+    @get("/{topic:str}/state_hash")
+    async def state_hash(self, request: Request, world_id: str, topic: str) -> Response[StateHashOut]:
+        if topic.lower() != "activation":
+            return Response(content=ErrorBody(detail="unsupported topic"), status_code=400)
+        return _respond(request, await _run(request, c.GetStateHash, world_id))
+
+
+@get(["/healthz", "/health"], tags=["operations"])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", tags=["operations"])
+async def readyz(request: Request) -> Response[dict[str, str]]:
+    edge = _edge(request)
+    if edge.ready and not edge.draining:
+        return Response(content={"status": "ready"}, status_code=200)
+    return Response(content={"status": "draining" if edge.draining else "starting"}, status_code=503)
+
+
+@get("/metrics", tags=["operations"], include_in_schema=False)
+async def metrics(request: Request) -> Response[bytes]:
+    edge = _edge(request)
+    edge.metrics.resident_worlds.set(len(await asyncio.to_thread(edge.system.resident_worlds)))
+    return Response(content=edge.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@get("/openapi.json", include_in_schema=False)
+async def openapi_json(request: Request) -> dict[str, Any]:
+    return request.app.openapi_schema.to_schema()
+
+
+def create_app(edge: Edge) -> Litestar:
+    app = Litestar(
+        route_handlers=[WorldsController, PoliciesController, StrategiesController, ActivationController,
+                        list_presets, healthz, readyz, metrics, openapi_json],
+        exception_handlers={HTTPException: client_error_handler},
+        openapi_config=OpenAPIConfig(title="WorldService", version="1.0.0", path="/schema"),
+        debug=False,
+    )
+    app.state.edge = edge
+    return app

@@ -1,0 +1,26 @@
+"""Prometheus metrics of the HTTP edge, with bounded labels (command kind and status class only)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class EdgeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.commands = Counter("worldservice_commands_total", "Commands answered, by kind and status class",
+                                ["kind", "status"], registry=self.registry)
+        self.latency = Histogram("worldservice_command_seconds", "Command latency at the edge, by kind",
+                                 ["kind"], registry=self.registry,
+                                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+        self.resident_worlds = Gauge("worldservice_resident_world_actors", "World actors currently resident",
+                                     registry=self.registry)
+        self.outbox_pending = Gauge("worldservice_outbox_pending", "Outbox rows not yet relayed",
+                                    registry=self.registry)
+
+    def observe(self, kind: str, status: int, seconds: float) -> None:
+        self.commands.labels(kind, f"{status // 100}xx").inc()
+        self.latency.labels(kind).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
