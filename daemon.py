@@ -63,8 +63,9 @@ def projection_store(config: Config) -> Any:
     return MemoryActivationStore()
 
 
-def build_runtime(config: Config) -> Runtime:
-    """Storage first (migrated when the profile says so), then the actors around it."""
+def build_runtime(config: Config, **clocks: Any) -> Runtime:
+    """Storage first (migrated when the profile says so), then the actors around it. ``clocks``
+    (``clock``, ``monotonic``) let tests drive time instead of waiting for it."""
     engine = create_engine(config.sql_dsn(), sqlite_synchronous=config.worldservice.storage.sqlite_synchronous)
     if config.auto_migrate():
         migrate.upgrade(engine)
@@ -75,7 +76,7 @@ def build_runtime(config: Config) -> Runtime:
     a = config.worldservice.actors
     settings = ActorSettings(idle_timeout_s=a.idle_timeout_s, max_resident_worlds=a.max_resident_worlds,
                              group_commit_max=a.group_commit_max, write_timeout_s=a.write_timeout_s)
-    system = ActorSystem(store, projection_store(config), bus, settings)
+    system = ActorSystem(store, projection_store(config), bus, settings, **clocks)
     return Runtime(config=config, store=store, bus=bus, system=system)
 
 

@@ -10,13 +10,13 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, delete, get, post, put
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from actors.bridge import Reply, Request as ActorRequest, asyncio_hook, error_reply
 from actors.system import ActorSystem
@@ -68,7 +68,7 @@ def _edge(request: Request) -> Edge:
     return request.app.state.edge
 
 
-def _world_id(world_id: str) -> str:
+def _world_id(world_id: FromPath[str]) -> str:
     try:
         return msgspec.convert(world_id, WorldId)
     except msgspec.ValidationError as exc:
@@ -82,7 +82,7 @@ def _caller(request: Request) -> dict[str, Any]:
             "correlation_id": request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex}
 
 
-async def _run(request: Request, command_type: type, world_id: str, **fields: Any) -> Reply:
+async def _run(request: Request, command_type: type, world_id: FromPath[str], **fields: Any) -> Reply:
     caller = _caller(request)
     command = command_type(world_id=_world_id(world_id), **caller, **fields)
     reply = await _edge(request).call(command)
@@ -110,7 +110,7 @@ class WorldsController(Controller):
     tags = ["worlds"]
 
     @post("/", status_code=201, responses=_errors(409))  # type: ignore[misc]
-    async def create(self, request: Request, data: WorldCreate) -> Response[WorldRecord]:
+    async def create(self, request: Request, data: JSONBody[WorldCreate]) -> Response[WorldRecord]:
         return _respond(request, await _run(request, c.CreateWorld, data.id, body=data))
 
     @get("/")
@@ -118,24 +118,24 @@ class WorldsController(Controller):
         return await asyncio.to_thread(_edge(request).system.store.list_worlds)
 
     @get("/{world_id:str}")
-    async def get_world(self, request: Request, world_id: str) -> Response[WorldRecord]:
+    async def get_world(self, request: Request, world_id: FromPath[str]) -> Response[WorldRecord]:
         return _respond(request, await _run(request, c.GetWorld, world_id))
 
     @put("/{world_id:str}")
-    async def update(self, request: Request, world_id: str, data: WorldUpdate) -> Response[WorldRecord]:
+    async def update(self, request: Request, world_id: FromPath[str], data: JSONBody[WorldUpdate]) -> Response[WorldRecord]:
         return _respond(request, await _run(request, c.UpdateWorld, world_id, body=data))
 
     @delete("/{world_id:str}", status_code=204)
-    async def delete_world(self, request: Request, world_id: str, force: bool = False) -> Response[None]:
+    async def delete_world(self, request: Request, world_id: FromPath[str], force: FromQuery[bool] = False) -> Response[None]:
         return _respond(request, await _run(request, c.DeleteWorld, world_id, force=force))
 
     @get("/{world_id:str}/describe")
-    async def describe(self, request: Request, world_id: str) -> Response[WorldDescription]:
+    async def describe(self, request: Request, world_id: FromPath[str]) -> Response[WorldDescription]:
         return _respond(request, await _run(request, c.DescribeWorld, world_id))
 
     @get("/{world_id:str}/audit")
-    async def audit(self, request: Request, world_id: str, after: int = Parameter(default=0, ge=0),
-                    limit: int = Parameter(default=100, ge=1, le=1000)) -> Response[list[AuditEntry]]:
+    async def audit(self, request: Request, world_id: FromPath[str], after: Annotated[int, QueryParameter(ge=0)] = 0,
+                    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> Response[list[AuditEntry]]:
         """Paginated: pass the ``X-Next-After`` header of a page as ``after`` to get the next one."""
         reply = await _run(request, c.GetAudit, world_id, after=after, limit=limit)
         if not reply.ok:
@@ -145,11 +145,11 @@ class WorldsController(Controller):
         return _respond(request, Reply(200, page.entries), headers)
 
     @post("/{world_id:str}/history", status_code=204)
-    async def put_history(self, request: Request, world_id: str, data: HistoryRequest) -> Response[None]:
+    async def put_history(self, request: Request, world_id: FromPath[str], data: JSONBody[HistoryRequest]) -> Response[None]:
         return _respond(request, await _run(request, c.PutHistory, world_id, body=data))
 
     @get("/{world_id:str}/history")
-    async def get_history(self, request: Request, world_id: str) -> Response[HistoryOut]:
+    async def get_history(self, request: Request, world_id: FromPath[str]) -> Response[HistoryOut]:
         return _respond(request, await _run(request, c.GetHistory, world_id))
 
 
@@ -158,24 +158,24 @@ class PoliciesController(Controller):
     tags = ["policies"]
 
     @post("/policies", status_code=200)
-    async def add(self, request: Request, world_id: str, data: PolicyRequest) -> Response[PolicyVersionRef]:
+    async def add(self, request: Request, world_id: FromPath[str], data: JSONBody[PolicyRequest]) -> Response[PolicyVersionRef]:
         return _respond(request, await _run(request, c.AddPolicy, world_id, body=data))
 
     @get("/policies")
-    async def list_versions(self, request: Request, world_id: str) -> Response[list[PolicyVersionRef]]:
+    async def list_versions(self, request: Request, world_id: FromPath[str]) -> Response[list[PolicyVersionRef]]:
         return _respond(request, await _run(request, c.ListPolicies, world_id))
 
     @get("/policies/{version:int}")
-    async def get_version(self, request: Request, world_id: str, version: int) -> Response[dict[str, Any]]:
+    async def get_version(self, request: Request, world_id: FromPath[str], version: FromPath[int]) -> Response[dict[str, Any]]:
         return _respond(request, await _run(request, c.GetPolicy, world_id, version=max(version, 1)))
 
     @get("/policies/{version:int}/meta")
-    async def get_meta(self, request: Request, world_id: str, version: int) -> Response[PolicyInfo]:
+    async def get_meta(self, request: Request, world_id: FromPath[str], version: FromPath[int]) -> Response[PolicyInfo]:
         return _respond(request, await _run(request, c.GetPolicyInfo, world_id, version=max(version, 1)))
 
     @post("/set-default", status_code=200)
-    async def set_default(self, request: Request, world_id: str, data: SetDefaultRequest | None = None,
-                          v: int | None = Parameter(query="v", default=None, ge=1)) -> Response[PolicyVersionRef]:
+    async def set_default(self, request: Request, world_id: FromPath[str], data: JSONBody[SetDefaultRequest | None] = None,
+                          v: Annotated[int | None, QueryParameter(ge=1)] = None) -> Response[PolicyVersionRef]:
         """The version comes in the body ``{"version": V}`` (reference) or as ``?v=V`` (its documentation)."""
         body = data or (SetDefaultRequest(version=v) if v is not None else None)
         if body is None:
@@ -193,23 +193,23 @@ class StrategiesController(Controller):
     tags = ["bindings", "decisions"]
 
     @post("/bindings", status_code=200)
-    async def add_bindings(self, request: Request, world_id: str, data: StrategiesRequest) -> Response[StrategiesOut]:
+    async def add_bindings(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.AddBindings, world_id, body=data))
 
     @get("/bindings")
-    async def get_bindings(self, request: Request, world_id: str) -> Response[StrategiesOut]:
+    async def get_bindings(self, request: Request, world_id: FromPath[str]) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.GetBindings, world_id))
 
     @post("/decisions", status_code=200)
-    async def set_decisions(self, request: Request, world_id: str, data: StrategiesRequest) -> Response[StrategiesOut]:
+    async def set_decisions(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.SetDecisions, world_id, body=data))
 
     @get("/decisions")
-    async def get_decisions(self, request: Request, world_id: str) -> Response[StrategiesOut]:
+    async def get_decisions(self, request: Request, world_id: FromPath[str]) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.GetDecisions, world_id))
 
     @get("/decide")
-    async def decide(self, request: Request, world_id: str, as_of: str | None = None) -> Response[DecisionEnvelope]:
+    async def decide(self, request: Request, world_id: FromPath[str], as_of: FromQuery[str | None] = None) -> Response[DecisionEnvelope]:
         reply = await _run(request, c.Decide, world_id, as_of=as_of)
         if not reply.ok:
             return _respond(request, reply)
@@ -224,8 +224,8 @@ class ActivationController(Controller):
     tags = ["activation"]
 
     @get("/activation")
-    async def get_activation(self, request: Request, world_id: str, strategy_id: str,
-                             side: str) -> Response[ActivationEnvelope]:
+    async def get_activation(self, request: Request, world_id: FromPath[str], strategy_id: FromQuery[str],
+                             side: FromQuery[str]) -> Response[ActivationEnvelope]:
         if side not in ("long", "short"):
             raise HTTPException(status_code=400, extra=[{"message": "Expected `'long' | 'short'`",
                                                          "key": "side", "source": "query"}])
@@ -238,16 +238,21 @@ class ActivationController(Controller):
         return _respond(request, reply, {"ETag": etag})
 
     @put("/activation", status_code=200, responses=_errors(404, 409, 412))
-    async def put_activation(self, request: Request, world_id: str,
-                             data: ActivationRequest) -> Response[ActivationEnvelope]:
+    async def put_activation(self, request: Request, world_id: FromPath[str],
+                             data: JSONBody[ActivationRequest]) -> Response[ActivationEnvelope]:
         if_match = request.headers.get("If-Match")
         if_match = if_match.strip().removeprefix("W/").strip('"') if if_match else None
         reply = await _run(request, c.PutActivation, world_id, body=data, if_match=if_match)
         headers = {"ETag": reply.body.etag} if reply.ok else {}
         return _respond(request, reply, headers)
 
+    @get("/activation/state_hash")
+    async def activation_state_hash(self, request: Request, world_id: FromPath[str]) -> Response[StateHashOut]:
+        # Litestar matches the static ``activation`` segment first, so the topic route below never sees it.
+        return _respond(request, await _run(request, c.GetStateHash, world_id))
+
     @get("/{topic:str}/state_hash")
-    async def state_hash(self, request: Request, world_id: str, topic: str) -> Response[StateHashOut]:
+    async def state_hash(self, request: Request, world_id: FromPath[str], topic: FromPath[str]) -> Response[StateHashOut]:
         if topic.lower() != "activation":
             return Response(content=ErrorBody(detail="unsupported topic"), status_code=400)
         return _respond(request, await _run(request, c.GetStateHash, world_id))

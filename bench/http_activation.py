@@ -1,0 +1,366 @@
+"""HTTP benchmark of the WorldService daemon: activation writes, decide reads and the health probe.
+
+    uv run python bench/http_activation.py                  # starts its own daemon (temp data dir)
+    uv run python bench/http_activation.py --url http://127.0.0.1:8080   # an already running daemon
+    uv run python bench/http_activation.py --requests 5000 --concurrency 1,8,32
+    uv run python bench/http_activation.py --duration 10    # a fixed time per case instead of a count
+
+Seeds ``--worlds`` worlds x ``--strategies`` strategies (bindings, decisions and one activation each),
+then for every case and concurrency level sends requests from ``concurrency`` asyncio workers, each with
+its own keep-alive ``httpx.AsyncClient`` (one connection per worker; one shared client with a 32-connection
+pool is markedly slower, since httpcore's pool does O(connections) work per request), and prints
+throughput (req/s), p50 and p99 latency (ms) and the number of errors (transport failures and unexpected
+statuses). Latency is measured per request, from just before the call to the parsed response.
+
+Cases:
+  put_activation  PUT /worlds/{id}/activation   random world and strategy, random side and weight
+  decide          GET /worlds/{id}/decide        random world
+  healthz         GET /healthz                   no actor involved: the HTTP stack's own ceiling
+
+The client runs on the same machine as the daemon, so both compete for the same cores: the numbers are
+the daemon's throughput on this machine under this client, not its ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import msgspec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CASES = ("put_activation", "decide", "healthz")
+_encode = msgspec.json.encode
+
+
+# --- a daemon of our own ------------------------------------------------------------------------------
+
+
+class OwnDaemon:
+    """``python -m daemon serve`` on a free port and a temp data dir; output to a log file."""
+
+    def __init__(self, data_dir: Path, startup_timeout_s: float = 30.0) -> None:
+        self.data_dir = data_dir
+        self.log_path = data_dir / "daemon.log"
+        self.startup_timeout_s = startup_timeout_s
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WORLDSERVICE__")}
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.startup_timeout_s
+        with httpx.Client(base_url=self.url, timeout=1.0) as client:
+            while True:
+                if self._proc.poll() is not None:
+                    raise SystemExit(f"daemon exited with code {self._proc.returncode}; see {self.log_path}")
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise SystemExit(f"daemon not ready after {self.startup_timeout_s:.0f} s; "
+                                     f"see {self.log_path}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGTERM)
+                try:
+                    self._proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- seeding ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fixture:
+    worlds: list[str]
+    strategies: list[str]
+
+
+async def _expect(response: Awaitable[httpx.Response], *ok: int) -> None:
+    r = await response
+    if r.status_code not in ok:
+        raise SystemExit(f"seeding failed: {r.request.method} {r.request.url} -> {r.status_code} {r.text}")
+
+
+async def seed(client: httpx.AsyncClient, n_worlds: int, n_strategies: int, concurrency: int = 16) -> Fixture:
+    """Worlds get a per-run prefix so a shared daemon (``--url``) never meets a 409."""
+    run = uuid.uuid4().hex[:6]
+    fixture = Fixture(worlds=[f"bench-{run}-{i:03d}" for i in range(n_worlds)],
+                      strategies=[f"strat-{j:02d}" for j in range(n_strategies)])
+    body = {"strategies": fixture.strategies}
+
+    async def one(world: str) -> None:
+        await _expect(client.post("/worlds", json={"id": world}), 201)
+        await _expect(client.post(f"/worlds/{world}/bindings", json=body), 200)
+        await _expect(client.post(f"/worlds/{world}/decisions", json=body), 200)
+        for sid in fixture.strategies:
+            activation = {"strategy_id": sid, "side": "long", "active": True, "weight": 0.5}
+            await _expect(client.put(f"/worlds/{world}/activation", json=activation), 200)
+
+    queue = list(fixture.worlds)
+
+    async def worker() -> None:
+        while queue:
+            await one(queue.pop())
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return fixture
+
+
+# --- measurement --------------------------------------------------------------------------------------
+
+
+Send = Callable[[httpx.AsyncClient, random.Random], Awaitable[httpx.Response]]
+
+
+def make_case(name: str, fixture: Fixture) -> Send:
+    worlds, strategies = fixture.worlds, fixture.strategies
+    json_headers = {"content-type": "application/json"}
+
+    async def put_activation(client: httpx.AsyncClient, rng: random.Random) -> httpx.Response:
+        side = "long" if rng.random() < 0.5 else "short"
+        body = _encode({"strategy_id": rng.choice(strategies), "side": side, "active": True,
+                        "weight": round(rng.random(), 4)})
+        world = rng.choice(worlds)
+        return await client.put(f"/worlds/{world}/activation", content=body, headers=json_headers)
+
+    async def decide(client: httpx.AsyncClient, rng: random.Random) -> httpx.Response:
+        return await client.get(f"/worlds/{rng.choice(worlds)}/decide")
+
+    async def healthz(client: httpx.AsyncClient, rng: random.Random) -> httpx.Response:
+        return await client.get("/healthz")
+
+    return {"put_activation": put_activation, "decide": decide, "healthz": healthz}[name]
+
+
+@dataclass
+class Result:
+    case: str
+    concurrency: int
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests only
+    errors: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies) + sum(self.errors.values())
+
+    def percentile_ms(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))  # nearest rank
+        return ordered[rank] * 1000
+
+
+async def run_case(clients: list[httpx.AsyncClient], send: Send, result: Result, count: int | None,
+                   duration: float | None, seed: int) -> None:
+    """One worker per client; each sends back to back until the shared count or the time is used up."""
+    remaining = count
+    deadline = None
+    latencies, errors, perf = result.latencies, result.errors, time.perf_counter
+
+    async def worker(n: int, client: httpx.AsyncClient) -> None:
+        nonlocal remaining
+        rng = random.Random(seed * 1000 + n)
+        while True:
+            if remaining is not None:
+                if remaining <= 0:
+                    return
+                remaining -= 1
+            elif perf() >= deadline:
+                return
+            started = perf()
+            try:
+                response = await send(client, rng)
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1
+                continue
+            if response.status_code == 200:
+                latencies.append(perf() - started)
+            else:
+                errors[f"HTTP {response.status_code}"] += 1
+
+    started = perf()
+    deadline = started + duration if duration else None
+    await asyncio.gather(*(worker(n, client) for n, client in enumerate(clients)))
+    result.elapsed = perf() - started
+
+
+async def measure(base_url: str, fixture: Fixture, args: argparse.Namespace) -> list[Result]:
+    results = []
+    for name in args.cases:
+        send = make_case(name, fixture)
+        for concurrency in args.concurrency:
+            clients = [httpx.AsyncClient(base_url=base_url, timeout=30.0) for _ in range(concurrency)]
+            try:
+                warmup = Result(name, concurrency)  # opens every connection; not reported
+                await run_case(clients, send, warmup, max(args.warmup, 2 * concurrency), None, args.seed + 1)
+                result = Result(name, concurrency)
+                await run_case(clients, send, result, None if args.duration else args.requests, args.duration,
+                               args.seed)
+            finally:
+                for client in clients:
+                    await client.aclose()
+            results.append(result)
+            print(f"  done: {name:<15} c={concurrency:<3} {result.requests} requests in "
+                  f"{result.elapsed:.1f} s", file=sys.stderr, flush=True)
+    return results
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+
+def header(args: argparse.Namespace, target: str) -> str:
+    cores = os.cpu_count()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    amount = f"{args.duration:.0f} s" if args.duration else f"{args.requests} requests"
+    return "\n".join([
+        "WorldService HTTP benchmark",
+        f"  target    {target}",
+        (f"  machine   {platform.machine()}, {cores} cores, {platform.system()} {platform.release()}, "
+         f"Python {platform.python_version()}, httpx {httpx.__version__}, load average at start {load}"),
+        (f"  NOTE      client and daemon share this {cores}-core machine and compete for CPU: the numbers "
+         "are a lower bound of what the daemon alone could serve"),
+        (f"  fixture   {args.worlds} worlds x {args.strategies} strategies "
+         "(bindings, decisions, one activation each)"),
+        (f"  load      {amount} per case and concurrency after {args.warmup} warm-up requests; "
+         "asyncio, one keep-alive httpx.AsyncClient per worker"),
+    ])
+
+
+def table(results: list[Result]) -> str:
+    cols = ("case", "conc", "requests", "errors", "seconds", "req/s", "p50 ms", "p99 ms")
+    rows = []
+    for r in results:
+        ok = len(r.latencies)
+        rate = f"{ok / r.elapsed:.0f}" if r.elapsed else "-"
+        rows.append((r.case, str(r.concurrency), str(r.requests), str(sum(r.errors.values())),
+                     f"{r.elapsed:.2f}", rate, f"{r.percentile_ms(50):.2f}", f"{r.percentile_ms(99):.2f}"))
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    out = [fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*row) for row in rows]
+    for r in results:
+        if r.errors:
+            out.append(f"errors in {r.case} c={r.concurrency}: {dict(r.errors)}")
+    return "\n".join(out)
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _cases(text: str) -> list[str]:
+    names = [x for x in text.split(",") if x]
+    unknown = set(names) - set(CASES)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown cases {sorted(unknown)}; choose from {', '.join(CASES)}")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="benchmark this running daemon instead of starting one")
+    p.add_argument("--data-dir", help="data dir of the daemon this script starts (default: a temp dir)")
+    p.add_argument("--requests", type=int, default=3000, help="per case and concurrency (default 3000)")
+    p.add_argument("--duration", type=float, help="seconds per case and concurrency (instead of --requests)")
+    p.add_argument("--warmup", type=int, default=200, help="unmeasured requests per case (default 200)")
+    p.add_argument("--concurrency", type=_ints, default=[1, 32], help="comma-separated (default 1,32)")
+    p.add_argument("--cases", type=_cases, default=list(CASES),
+                   help=f"comma-separated (default {','.join(CASES)})")
+    p.add_argument("--worlds", type=int, default=100)
+    p.add_argument("--strategies", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1)
+    return p.parse_args(argv)
+
+
+async def bench(base_url: str, args: argparse.Namespace) -> list[Result]:
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as client:
+        started = time.perf_counter()
+        fixture = await seed(client, args.worlds, args.strategies)
+        print(f"  seeded {len(fixture.worlds)} worlds in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr, flush=True)
+    return await measure(base_url, fixture, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    daemon = None
+    tmp = None
+    if args.url:
+        base_url, target = args.url.rstrip("/"), f"{args.url} (already running)"
+    else:
+        if args.data_dir:
+            data_dir = Path(args.data_dir)
+        else:
+            tmp = tempfile.TemporaryDirectory(prefix="ws-bench-")
+            data_dir = Path(tmp.name)
+        daemon = OwnDaemon(data_dir)
+        daemon.start()
+        base_url = daemon.url
+        target = (f"own daemon at {base_url}, dev profile (SQLite file, synchronous=FULL, in-memory "
+                  f"activation projection), data {data_dir}")
+    try:
+        print(header(args, target), flush=True)
+        results = asyncio.run(bench(base_url, args))
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        if tmp is not None:
+            tmp.cleanup()
+    print()
+    print(table(results))
+    total_errors = sum(sum(r.errors.values()) for r in results)
+    print(f"\ntotal errors: {total_errors}")
+    return 1 if total_errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
