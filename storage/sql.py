@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.effects import (
     AuditRecord, Effect, OutboxEvent, PolicyVersion, RemoveWorld, SaveActivation, SaveHistory, SavePolicy,
@@ -48,16 +49,39 @@ def _policy_row(world_id: str, pv: PolicyVersion) -> dict[str, Any]:
             "created_at": pv.created_at, "preset": preset}
 
 
-def _upsert(conn: sa.Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]) -> None:
-    """Portable upsert: update by key, insert when nothing matched (the caller holds the world's fence)."""
-    where = sa.and_(*(table.c[k] == v for k, v in keys.items()))
-    if conn.execute(table.update().where(where).values(**values)).rowcount == 0:
-        conn.execute(table.insert().values(**keys, **values))
+class _Statements:
+    """Statements built once per dialect and executed with parameters only: constructing SQLAlchemy
+    expressions per write cost more than the commit itself. Upserts are ``INSERT .. ON CONFLICT``, which
+    SQLite and PostgreSQL both speak."""
+
+    def __init__(self, dialect: str) -> None:
+        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        v = t.world_versions
+        self.fence_insert = v.insert()
+        self.fence_update = v.update().where(
+            v.c.world_id == sa.bindparam("w"), v.c.row_version == sa.bindparam("expected")
+        ).values(row_version=sa.bindparam("next_version"), activation_counter=sa.bindparam("counter"))
+        self.upsert = {table: self._upsert(insert, table) for table in
+                       (t.worlds, t.policies, t.decisions, t.activations, t.history)}
+        self.delete_bindings = t.bindings.delete().where(t.bindings.c.world_id == sa.bindparam("w"))
+        self.insert_bindings = t.bindings.insert()
+        self.insert_audit = t.audit_log.insert()
+        self.insert_outbox = t.outbox.insert()
+        self.remove_world = [table.delete().where(column == sa.bindparam("w"))
+                             for table, column in t.WORLD_STATE_TABLES.items()]
+
+    @staticmethod
+    def _upsert(insert: Any, table: sa.Table) -> Any:
+        stmt = insert(table)
+        keys = [c.name for c in table.primary_key.columns]
+        update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        return stmt.on_conflict_do_update(index_elements=keys, set_=update)
 
 
 class SqlStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._sql = _Statements(engine.dialect.name)
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -83,56 +107,53 @@ class SqlStore:
             self._apply_effect(conn, item, effect)
 
     def _fence(self, conn: sa.Connection, item: WriteItem) -> None:
-        v = t.world_versions
         if item.expected_version == 0:
             try:
                 with conn.begin_nested():
-                    conn.execute(v.insert().values(world_id=item.world_id, row_version=1,
-                                                   activation_counter=item.activation_counter))
+                    conn.execute(self._sql.fence_insert, {"world_id": item.world_id, "row_version": 1,
+                                                          "activation_counter": item.activation_counter})
             except sa.exc.IntegrityError:
                 raise StaleWriter(item.world_id) from None
             return
-        updated = conn.execute(
-            v.update().where(v.c.world_id == item.world_id, v.c.row_version == item.expected_version)
-            .values(row_version=item.expected_version + 1, activation_counter=item.activation_counter)
-        ).rowcount
+        updated = conn.execute(self._sql.fence_update, {
+            "w": item.world_id, "expected": item.expected_version, "next_version": item.expected_version + 1,
+            "counter": item.activation_counter}).rowcount
         if updated != 1:
             raise StaleWriter(item.world_id)
 
     def _apply_effect(self, conn: sa.Connection, item: WriteItem, effect: Effect) -> None:
-        wid = item.world_id
+        wid, sql = item.world_id, self._sql
         match effect:
             case SaveWorld(record=r):
-                _upsert(conn, t.worlds, {"id": wid}, {
-                    "record": msgspec.to_builtins(r), "state": r.state, "allow_live": r.allow_live,
-                    "default_policy_version": r.default_policy_version, "created_at": r.created_at or item.created_at,
-                    "updated_at": r.updated_at or item.created_at})
+                conn.execute(sql.upsert[t.worlds], {
+                    "id": wid, "record": msgspec.to_builtins(r), "state": r.state, "allow_live": r.allow_live,
+                    "default_policy_version": r.default_policy_version,
+                    "created_at": r.created_at or item.created_at, "updated_at": r.updated_at or item.created_at})
             case RemoveWorld():
-                for table, column in t.WORLD_STATE_TABLES.items():
-                    conn.execute(table.delete().where(column == wid))
+                for statement in sql.remove_world:
+                    conn.execute(statement, {"w": wid})
             case SavePolicy(policy=pv):
-                row = _policy_row(wid, pv)
-                _upsert(conn, t.policies, {"world_id": wid, "version": pv.version},
-                        {k: v for k, v in row.items() if k not in ("world_id", "version")})
+                conn.execute(sql.upsert[t.policies], _policy_row(wid, pv))
             case SaveStrategies(table="bindings", strategies=s):
-                conn.execute(t.bindings.delete().where(t.bindings.c.world_id == wid))
+                conn.execute(sql.delete_bindings, {"w": wid})
                 if s:
-                    conn.execute(t.bindings.insert(), [{"world_id": wid, "strategy_id": x} for x in s])
+                    conn.execute(sql.insert_bindings, [{"world_id": wid, "strategy_id": x} for x in s])
             case SaveStrategies(table="decisions", strategies=s):
-                _upsert(conn, t.decisions, {"world_id": wid}, {"strategies": s})
+                conn.execute(sql.upsert[t.decisions], {"world_id": wid, "strategies": s})
             case SaveActivation(strategy_id=sid, side=side, entry=e):
-                _upsert(conn, t.activations, {"world_id": wid, "strategy_id": sid, "side": side},
-                        {"entry": msgspec.to_builtins(e)})
+                conn.execute(sql.upsert[t.activations], {"world_id": wid, "strategy_id": sid, "side": side,
+                                                         "entry": msgspec.to_builtins(e)})
             case SaveHistory(entry=e):
-                _upsert(conn, t.history, {"world_id": wid, "strategy_id": e.strategy_id},
-                        {"entry": msgspec.to_builtins(e)})
+                conn.execute(sql.upsert[t.history], {"world_id": wid, "strategy_id": e.strategy_id,
+                                                     "entry": msgspec.to_builtins(e)})
             case AuditRecord():
-                conn.execute(t.audit_log.insert().values(
-                    world_id=wid, event=effect.event, actor=item.actor, correlation_id=item.correlation_id,
-                    request=effect.request, result=effect.result, created_at=item.created_at))
+                conn.execute(sql.insert_audit, {
+                    "world_id": wid, "event": effect.event, "actor": item.actor,
+                    "correlation_id": item.correlation_id, "request": effect.request, "result": effect.result,
+                    "created_at": item.created_at})
             case OutboxEvent():
-                conn.execute(t.outbox.insert().values(world_id=wid, topic=effect.topic, payload=effect.cloudevent,
-                                                      created_at=item.created_at))
+                conn.execute(sql.insert_outbox, {"world_id": wid, "topic": effect.topic,
+                                                 "payload": effect.cloudevent, "created_at": item.created_at})
 
     # --- reads -----------------------------------------------------------------------------------
 
