@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
@@ -9,12 +11,22 @@ from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
 from messages.errors import ValidationErrorBody, ValidationIssue
 
 
+# msgspec names the offending field inside the message when it is missing or not allowed.
+_NAMED_FIELD = re.compile(r"^Object (missing required|contains unknown) field `([^`]+)`")
+
+
 def _issue(item: dict) -> ValidationIssue:
     source = item.get("source") or "body"
     key = item.get("key")
-    loc: list[str | int] = [source] + ([p for p in key.split(".") if p and p != "data"] if key else [])
-    loc = [int(p) if isinstance(p, str) and p.isdigit() else p for p in loc]
-    return ValidationIssue(type="validation_error", loc=loc, msg=item.get("message", "invalid value"))
+    message = item.get("message", "invalid value")
+    parts = re.split(r"[.\[\]]", key) if key else []
+    loc: list[str | int] = [source] + [int(p) if p.isdigit() else p for p in parts if p and p != "data"]
+    named = _NAMED_FIELD.match(message)
+    if named is None:
+        return ValidationIssue(type="validation_error", loc=loc, msg=message)
+    missing = named.group(1) == "missing required"
+    return ValidationIssue(type="missing" if missing else "extra_forbidden", loc=[*loc, named.group(2)],
+                           msg="Field required" if missing else "Extra inputs are not permitted")
 
 
 def validation_issues(exc: HTTPException) -> list[ValidationIssue]:

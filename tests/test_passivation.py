@@ -1,0 +1,77 @@
+"""Idle worlds give their thread back and come back with identical state; residency is capped."""
+
+from __future__ import annotations
+
+import threading
+
+from daemon import build_runtime
+from tests.conftest import Harness, make_config
+from transport.http import Edge, create_app
+from litestar.testing import TestClient
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _world_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("WorldActor"))
+
+
+def _harness(tmp_path, clock: FakeMonotonic, **actors) -> Harness:  # type: ignore[no-untyped-def]
+    config = make_config(tmp_path)
+    config.worldservice.actors.idle_timeout_s = 60
+    for key, value in actors.items():
+        setattr(config.worldservice.actors, key, value)
+    runtime = build_runtime(config, monotonic=clock)
+    client = TestClient(create_app(Edge(system=runtime.system, ready=True)))
+    client.__enter__()
+    return Harness(config=config, runtime=runtime, client=client)
+
+
+def test_idle_world_is_passivated_and_restored_identically(tmp_path) -> None:
+    clock = FakeMonotonic()
+    h = _harness(tmp_path, clock)
+    try:
+        baseline = _world_threads()
+        c = h.client
+        c.post("/worlds", json={"id": "idle", "labels": ["x"]})
+        c.post("/worlds/idle/bindings", json={"strategies": ["s1", "s2"]})
+        c.put("/worlds/idle/activation", json={"strategy_id": "s1", "side": "long", "active": True, "weight": 0.4})
+        c.post("/worlds/idle/policies", json={"preset": "conservative"})
+        before = {p: c.get(p).json() for p in ("/worlds/idle/describe", "/worlds/idle/bindings",
+                                                "/worlds/idle/activation/state_hash")}
+        assert h.system.resident_worlds() == ["idle"] and _world_threads() == baseline + 1
+        clock.now += 30
+        h.system.sweep()
+        assert h.system.resident_worlds() == ["idle"]  # not idle long enough yet
+        clock.now += 31
+        h.system.sweep()
+        assert h.system.resident_worlds() == [] and _world_threads() == baseline
+        after = {p: c.get(p).json() for p in before}
+        assert after == before
+        put = c.put("/worlds/idle/activation", json={"strategy_id": "s1", "side": "long", "active": False})
+        assert put.json()["etag"] == "act:idle:s1:long:2"
+    finally:
+        h.client.__exit__(None, None, None)
+        h.runtime.close()
+
+
+def test_resident_worlds_are_capped_least_recently_used_first(tmp_path) -> None:
+    clock = FakeMonotonic()
+    h = _harness(tmp_path, clock, max_resident_worlds=3)
+    try:
+        for i in range(5):
+            clock.now += 1
+            assert h.client.post("/worlds", json={"id": f"w{i}"}).status_code == 201
+        assert h.system.resident_worlds() == ["w2", "w3", "w4"]
+        clock.now += 1
+        assert h.client.get("/worlds/w0").json()["id"] == "w0"
+        assert h.system.resident_worlds() == ["w0", "w3", "w4"]
+    finally:
+        h.client.__exit__(None, None, None)
+        h.runtime.close()
