@@ -1,0 +1,51 @@
+"""One loader for file, environment and CLI overrides, accepting the reference's layout."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon import main
+from messages.config import ConfigError, load_config
+
+
+def test_defaults_are_the_embedded_dev_profile() -> None:
+    config = load_config(environ={})
+    assert config.profile == "dev" and config.server.redis is None
+    assert config.sql_dsn().endswith("data/worldservice.sqlite3")
+    assert (config.server.bind.host, config.server.bind.port) == ("127.0.0.1", 8080)
+    assert config.auto_migrate()
+
+
+def test_reference_file_with_inline_server_keys(tmp_path) -> None:
+    path = tmp_path / "qmtl.yml"
+    path.write_text("profile: prod\nworldservice:\n  dsn: postgresql://db/ws\n  server:\n"
+                    "    redis: redis://cache:6379/0\n    bind: {host: 0.0.0.0, port: 9000}\n")
+    config = load_config(path, environ={})
+    assert (config.profile, config.server.dsn, config.server.redis) == ("prod", "postgresql://db/ws",
+                                                                          "redis://cache:6379/0")
+    assert config.server.bind.port == 9000 and not config.auto_migrate()
+
+
+def test_environment_overrides_the_file(tmp_path) -> None:
+    path = tmp_path / "ws.toml"
+    path.write_text('[worldservice.actors]\nidle_timeout_s = 10\n')
+    env = {"WORLDSERVICE__ACTORS__IDLE_TIMEOUT_S": "2.5", "WORLDSERVICE__SERVER__BIND__PORT": "7000",
+           "WORLDSERVICE__DSN": "sqlite:///x.db", "WORLDSERVICE__PROFILE": "dev", "OTHER": "x"}
+    config = load_config(path, environ=env)
+    assert config.worldservice.actors.idle_timeout_s == 2.5
+    assert config.server.bind.port == 7000 and config.server.dsn == "sqlite:///x.db"
+
+
+def test_bad_values_name_the_setting(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="idle_timeout_s"):
+        load_config(environ={"WORLDSERVICE__ACTORS__IDLE_TIMEOUT_S": "soon"})
+    with pytest.raises(ConfigError, match="profile"):
+        load_config(environ={"WORLDSERVICE__PROFILE": "staging"})
+    with pytest.raises(ConfigError, match="nonsense"):
+        load_config(environ={"WORLDSERVICE__NONSENSE": "1"})
+
+
+def test_check_config_refuses_prod_without_redis(capsys) -> None:
+    assert main(["check-config", "--profile", "prod"]) == 2
+    assert "worldservice.server.redis" in capsys.readouterr().err
+    assert main(["check-config"]) == 0
