@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config, overrides=_overrides(args))
-        configure_logging(config.worldservice.log_level)
+        if args.command != "check-config":
+            configure_logging(config.worldservice.log_level)
         if args.command == "serve":
             asyncio.run(serve(config))
         elif args.command == "migrate":

@@ -54,7 +54,12 @@ class WorldActor(pykka.ThreadingActor):
 
     def on_receive(self, message: object) -> None:
         if isinstance(message, Request):
-            message.reply(self._serve(message.command))
+            try:
+                reply = self._serve(message.command)
+            except BaseException:  # even a failing logger must not leave a caller waiting forever
+                self.state = None
+                reply = error_reply(500, "internal error; retry")
+            message.reply(reply)
 
     def _serve(self, command: Command) -> Reply:
         bound = log.bind(world_id=self.world_id, kind=type(command).__name__,

@@ -31,23 +31,44 @@ def _history_at(state: WorldState, as_of: datetime | None) -> HistoryEntry | Non
     return max(candidates, key=rank, default=None)
 
 
+def _metrics_ok(meta: HistoryEntry | None) -> bool:
+    return bool(meta and (meta.coverage_bounds or meta.conformance_flags or meta.rows))
+
+
+def _holds_live(state: WorldState, fp: str | None) -> bool:
+    """The reference's hysteresis: stay live while the last decision was live on the same fingerprint."""
+    last = state.last_decision
+    return last is not None and last.effective_mode == "live" and last.dataset_fingerprint == fp
+
+
 def _mode(state: WorldState, allow_live: bool, meta: HistoryEntry | None) -> tuple[str, list[str], int]:
-    if not state.bindings:
-        return "validate", ["no_bindings"], DEFAULT_TTL_S
-    if not state.decisions:
-        return "validate", ["no_active_strategies"], DEFAULT_TTL_S
+    if not state.bindings or not state.decisions:
+        return "validate", ["no_bindings" if not state.bindings else "no_active_strategies"], DEFAULT_TTL_S
+    return _mode_with_strategies(state, allow_live, meta)
+
+
+def _mode_with_strategies(state: WorldState, allow_live: bool,
+                          meta: HistoryEntry | None) -> tuple[str, list[str], int]:
     tokens = ["bindings_present", "decisions_present"]
     fp = meta.dataset_fingerprint if meta else None
-    metrics_ok = bool(meta and (meta.coverage_bounds or meta.conformance_flags or meta.rows))
+    metrics_ok = _metrics_ok(meta)
     if allow_live and fp and metrics_ok:
         return "live", tokens + ["allow_live", "dataset_fingerprint_ok", "metrics_ok"], DEFAULT_TTL_S
-    last = state.last_decision
-    if allow_live and last is not None and last.effective_mode == "live" and last.dataset_fingerprint == fp:
+    if allow_live and _holds_live(state, fp):
         return "live", tokens + ["allow_live", "hysteresis_hold"], HYSTERESIS_TTL_S
-    tokens += [] if allow_live else ["allow_live_disabled"]
-    tokens += [] if fp else ["dataset_fingerprint_missing"]
-    tokens += [] if metrics_ok else ["required_metrics_missing"]
-    return "compute-only", tokens, DEFAULT_TTL_S
+    missing = [("allow_live_disabled", allow_live), ("dataset_fingerprint_missing", fp),
+               ("required_metrics_missing", metrics_ok)]
+    return "compute-only", tokens + [token for token, present in missing if not present], DEFAULT_TTL_S
+
+
+_HISTORY_FIELDS = ("dataset_fingerprint", "coverage_bounds", "conformance_flags", "conformance_warnings", "rows",
+                   "artifact")
+
+
+def _history_fields(meta: HistoryEntry | None) -> dict[str, object]:
+    fields: dict[str, object] = {name: getattr(meta, name) if meta else None for name in _HISTORY_FIELDS}
+    fields["history_updated_at"] = meta.updated_at if meta else None
+    return fields
 
 
 def _parse_as_of(as_of: str | None) -> datetime | None:
@@ -67,16 +88,8 @@ def decide(state: WorldState, as_of: str | None, now: datetime) -> tuple[Decisio
     mode, tokens, ttl = _mode(state, world.allow_live, meta)
     pv = default_policy(state)
     policy_version = pv.version if pv else 0
-    anchored_as_of = iso_z(requested) if requested else (meta.as_of if meta and meta.as_of else None)
-    fields = {
-        "dataset_fingerprint": meta.dataset_fingerprint if meta else None,
-        "coverage_bounds": meta.coverage_bounds if meta else None,
-        "conformance_flags": meta.conformance_flags if meta else None,
-        "conformance_warnings": meta.conformance_warnings if meta else None,
-        "history_updated_at": meta.updated_at if meta else None,
-        "rows": meta.rows if meta else None,
-        "artifact": meta.artifact if meta else None,
-    }
+    anchored_as_of = iso_z(requested) if requested else (meta.as_of if meta else None)
+    fields = _history_fields(meta)
     reason = " & ".join(tokens)
     content = {"mode": mode, "reason": reason, "ttl": ttl, "as_of": anchored_as_of, "pv": policy_version,
                **msgspec.to_builtins(fields)}
@@ -84,6 +97,6 @@ def decide(state: WorldState, as_of: str | None, now: datetime) -> tuple[Decisio
     envelope = DecisionEnvelope(
         world_id=state.world_id, policy_version=policy_version, effective_mode=mode, reason=reason,
         as_of=anchored_as_of or iso_z(now), ttl=f"{ttl}s", etag=f"w:{state.world_id}:v{policy_version}:{digest}",
-        **fields,
+        **fields,  # type: ignore[arg-type]
     )
-    return envelope, LastDecision(effective_mode=mode, dataset_fingerprint=fields["dataset_fingerprint"]), ttl
+    return envelope, LastDecision(effective_mode=mode, dataset_fingerprint=meta.dataset_fingerprint if meta else None), ttl

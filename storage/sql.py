@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -82,6 +82,11 @@ class SqlStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._sql = _Statements(engine.dialect.name)
+        self._effect_writers: dict[type, Callable[[sa.Connection, WriteItem, Any], None]] = {
+            SaveWorld: self._save_world, RemoveWorld: self._remove_world, SavePolicy: self._save_policy,
+            SaveStrategies: self._save_strategies, SaveActivation: self._save_activation,
+            SaveHistory: self._save_history, AuditRecord: self._insert_audit, OutboxEvent: self._insert_outbox,
+        }
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -122,38 +127,50 @@ class SqlStore:
             raise StaleWriter(item.world_id)
 
     def _apply_effect(self, conn: sa.Connection, item: WriteItem, effect: Effect) -> None:
-        wid, sql = item.world_id, self._sql
-        match effect:
-            case SaveWorld(record=r):
-                conn.execute(sql.upsert[t.worlds], {
-                    "id": wid, "record": msgspec.to_builtins(r), "state": r.state, "allow_live": r.allow_live,
-                    "default_policy_version": r.default_policy_version,
-                    "created_at": r.created_at or item.created_at, "updated_at": r.updated_at or item.created_at})
-            case RemoveWorld():
-                for statement in sql.remove_world:
-                    conn.execute(statement, {"w": wid})
-            case SavePolicy(policy=pv):
-                conn.execute(sql.upsert[t.policies], _policy_row(wid, pv))
-            case SaveStrategies(table="bindings", strategies=s):
-                conn.execute(sql.delete_bindings, {"w": wid})
-                if s:
-                    conn.execute(sql.insert_bindings, [{"world_id": wid, "strategy_id": x} for x in s])
-            case SaveStrategies(table="decisions", strategies=s):
-                conn.execute(sql.upsert[t.decisions], {"world_id": wid, "strategies": s})
-            case SaveActivation(strategy_id=sid, side=side, entry=e):
-                conn.execute(sql.upsert[t.activations], {"world_id": wid, "strategy_id": sid, "side": side,
-                                                         "entry": msgspec.to_builtins(e)})
-            case SaveHistory(entry=e):
-                conn.execute(sql.upsert[t.history], {"world_id": wid, "strategy_id": e.strategy_id,
-                                                     "entry": msgspec.to_builtins(e)})
-            case AuditRecord():
-                conn.execute(sql.insert_audit, {
-                    "world_id": wid, "event": effect.event, "actor": item.actor,
-                    "correlation_id": item.correlation_id, "request": effect.request, "result": effect.result,
-                    "created_at": item.created_at})
-            case OutboxEvent():
-                conn.execute(sql.insert_outbox, {"world_id": wid, "topic": effect.topic,
-                                                 "payload": effect.cloudevent, "created_at": item.created_at})
+        self._effect_writers[type(effect)](conn, item, effect)
+
+    def _save_world(self, conn: sa.Connection, item: WriteItem, effect: SaveWorld) -> None:
+        r = effect.record
+        conn.execute(self._sql.upsert[t.worlds], {
+            "id": item.world_id, "record": msgspec.to_builtins(r), "state": r.state, "allow_live": r.allow_live,
+            "default_policy_version": r.default_policy_version,
+            "created_at": r.created_at or item.created_at, "updated_at": r.updated_at or item.created_at})
+
+    def _remove_world(self, conn: sa.Connection, item: WriteItem, effect: RemoveWorld) -> None:
+        for statement in self._sql.remove_world:
+            conn.execute(statement, {"w": item.world_id})
+
+    def _save_policy(self, conn: sa.Connection, item: WriteItem, effect: SavePolicy) -> None:
+        conn.execute(self._sql.upsert[t.policies], _policy_row(item.world_id, effect.policy))
+
+    def _save_strategies(self, conn: sa.Connection, item: WriteItem, effect: SaveStrategies) -> None:
+        wid, strategies = item.world_id, effect.strategies
+        if effect.table == "decisions":
+            conn.execute(self._sql.upsert[t.decisions], {"world_id": wid, "strategies": strategies})
+            return
+        conn.execute(self._sql.delete_bindings, {"w": wid})
+        if strategies:
+            conn.execute(self._sql.insert_bindings, [{"world_id": wid, "strategy_id": x} for x in strategies])
+
+    def _save_activation(self, conn: sa.Connection, item: WriteItem, effect: SaveActivation) -> None:
+        conn.execute(self._sql.upsert[t.activations], {
+            "world_id": item.world_id, "strategy_id": effect.strategy_id, "side": effect.side,
+            "entry": msgspec.to_builtins(effect.entry)})
+
+    def _save_history(self, conn: sa.Connection, item: WriteItem, effect: SaveHistory) -> None:
+        conn.execute(self._sql.upsert[t.history], {
+            "world_id": item.world_id, "strategy_id": effect.entry.strategy_id,
+            "entry": msgspec.to_builtins(effect.entry)})
+
+    def _insert_audit(self, conn: sa.Connection, item: WriteItem, effect: AuditRecord) -> None:
+        conn.execute(self._sql.insert_audit, {
+            "world_id": item.world_id, "event": effect.event, "actor": item.actor,
+            "correlation_id": item.correlation_id, "request": effect.request, "result": effect.result,
+            "created_at": item.created_at})
+
+    def _insert_outbox(self, conn: sa.Connection, item: WriteItem, effect: OutboxEvent) -> None:
+        conn.execute(self._sql.insert_outbox, {"world_id": item.world_id, "topic": effect.topic,
+                                               "payload": effect.cloudevent, "created_at": item.created_at})
 
     # --- reads -----------------------------------------------------------------------------------
 

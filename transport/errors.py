@@ -29,6 +29,13 @@ def _issue(item: dict) -> ValidationIssue:
                            msg="Field required" if missing else "Extra inputs are not permitted")
 
 
+def _missing_parameter(detail: str) -> ValidationIssue:
+    """Litestar reports a missing parameter only in prose: "Missing required query parameter 'x' ..."."""
+    name = detail.split("'")[1] if "'" in detail else "parameter"
+    source = next((s for s in ("query", "header", "cookie") if s in detail), "path")
+    return ValidationIssue(type="missing", loc=[source, name], msg="Field required")
+
+
 def validation_issues(exc: HTTPException) -> list[ValidationIssue]:
     extra = exc.extra if isinstance(exc.extra, list) else []
     issues = [_issue(item) for item in extra if isinstance(item, dict)]
@@ -36,9 +43,7 @@ def validation_issues(exc: HTTPException) -> list[ValidationIssue]:
         return issues
     detail = exc.detail or "invalid request"
     if "Missing required" in detail and "parameter" in detail:
-        name = detail.split("'")[1] if "'" in detail else "parameter"
-        source = "query" if "query" in detail else "header" if "header" in detail else "path"
-        return [ValidationIssue(type="missing", loc=[source, name], msg="Field required")]
+        return [_missing_parameter(detail)]
     kind = "json_invalid" if "JSON" in detail or "malformed" in detail else "value_error"
     return [ValidationIssue(type=kind, loc=["body"], msg=detail)]
 
