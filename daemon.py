@@ -32,15 +32,24 @@ log = structlog.get_logger("worldservice.daemon")
 
 
 def configure_logging(level: str) -> None:
-    """One JSON object per line on stdout; the level filter is applied before any formatting work."""
+    """One JSON object per line on stdout, for our own events and for libraries' stdlib logging
+    (uvicorn, alembic) alike; the level filter runs before any formatting work."""
+    shared = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[structlog.contextvars.merge_contextvars, *shared, structlog.processors.format_exc_info,
+                    structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
+    ))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
 
 
 @dataclass

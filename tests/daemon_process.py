@@ -130,6 +130,22 @@ class DaemonProcess:
                 self._proc.kill()
         self._reap()
 
+    def send_signal(self, sig: int) -> None:
+        """Deliver ``sig`` (say SIGTERM) to the running child and return at once; ``wait`` reaps it."""
+        if self._proc is None:
+            raise RuntimeError("daemon not running")
+        self._proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the child to exit by itself, then reap it and close its log file; its exit code
+        (negative: killed by that signal). ``subprocess.TimeoutExpired`` when it is still running after
+        ``timeout`` seconds; the child is left running (``stop``/``kill``/``__exit__`` end it)."""
+        if self._proc is None:
+            raise RuntimeError("daemon not running")
+        code = self._proc.wait(timeout=timeout)
+        self._reap()
+        return code
+
     def log_tail(self, max_chars: int = 4000) -> str:
         try:
             text = self.log_path.read_text(errors="replace")

@@ -289,6 +289,7 @@ def create_app(edge: Edge) -> Litestar:
                         list_presets, healthz, readyz, metrics, openapi_json],
         exception_handlers={HTTPException: client_error_handler},
         openapi_config=OpenAPIConfig(title="WorldService", version="1.0.0", path="/schema"),
+        logging_config=None,  # the daemon owns logging (JSON lines); Litestar must not install handlers
         debug=False,
     )
     app.state.edge = edge
