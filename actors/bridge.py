@@ -48,6 +48,9 @@ def asyncio_hook(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[Reply]
             future.set_result(reply)
 
     def hook(reply: Reply) -> None:
-        loop.call_soon_threadsafe(resolve, reply)
+        try:
+            loop.call_soon_threadsafe(resolve, reply)
+        except RuntimeError:  # the loop is closed: the caller is gone, nobody is left to answer
+            pass
 
     return future, hook

@@ -22,7 +22,7 @@ from domain.state import Outcome, WorldState
 from domain.timefmt import iso_z
 from messages.commands import Command, GetAudit
 from messages.errors import CommandRejected, not_found
-from storage.sql import SqlStore, StaleWriter, WriteItem
+from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 
 log = structlog.get_logger("worldservice.world")
 
@@ -68,6 +68,10 @@ class WorldActor(pykka.ThreadingActor):
             reply = self._dispatch(command)
         except CommandRejected as exc:
             reply = error_reply(exc.status, exc.detail)
+        except StorageUnavailable as exc:
+            bound.error("storage_unavailable", error=str(exc))
+            self.state = None
+            reply = error_reply(503, "storage unavailable; retry")
         except StaleWriter:
             bound.error("world_fenced_off")
             self._stop_fenced()

@@ -24,6 +24,10 @@ from messages.worlds import WorldRecord
 from storage import schema as t
 
 
+class StorageUnavailable(Exception):
+    """The database could not be reached or failed the transaction; nothing of the batch was written."""
+
+
 class StaleWriter(Exception):
     """The world's row version moved under this writer: another instance (or a stale actor) wrote it."""
 
@@ -93,6 +97,12 @@ class SqlStore:
     def apply_batch(self, items: Sequence[WriteItem]) -> list[Exception | None]:
         """Group commit: every item in one transaction, each inside its own savepoint so a refused item
         does not take the others down. Returns, per item, ``None`` or the exception that refused it."""
+        try:
+            return self._apply_batch(items)
+        except sa.exc.DBAPIError as exc:
+            raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
+
+    def _apply_batch(self, items: Sequence[WriteItem]) -> list[Exception | None]:
         results: list[Exception | None] = []
         with self.engine.begin() as conn:
             for item in items:
@@ -175,8 +185,11 @@ class SqlStore:
     # --- reads -----------------------------------------------------------------------------------
 
     def load_world(self, world_id: str) -> WorldState:
-        with self.engine.connect() as conn:
-            return _load(conn, world_id)
+        try:
+            with self.engine.connect() as conn:
+                return _load(conn, world_id)
+        except sa.exc.DBAPIError as exc:
+            raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
 
     def list_worlds(self) -> list[WorldRecord]:
         with self.engine.connect() as conn:
