@@ -90,19 +90,41 @@ def build_runtime(config: Config, **clocks: Any) -> Runtime:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn re-raises a captured SIGTERM after its own shutdown, which would kill the process before
-    the actors drain; this server only records the signal and lets ``serve`` finish the drain."""
+    """Signals are the daemon's, not uvicorn's: uvicorn would re-raise a captured SIGTERM after its own
+    shutdown and so kill the process before the actors drain."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Shutdown:
+    """Installed before anything starts and kept until the drain is over, so a signal at any moment
+    (during recovery, while serving, a second one while draining) leads to the same clean exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.server: uvicorn.Server | None = None
+        self.edge: Edge | None = None
+
+    def install(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            loop.add_signal_handler(sig, self.request)
+
+    def request(self) -> None:
+        self.requested = True
+        if self.edge is not None:
+            self.edge.draining = True  # readiness fails first, so balancers stop sending
+        if self.server is not None:
+            self.server.should_exit = True
+
+    @staticmethod
+    def uninstall() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)  # drained: a late signal must not turn exit 0 into a kill
 
 
 async def _sweep_forever(system: ActorSystem, interval_s: float) -> None:
@@ -111,25 +133,41 @@ async def _sweep_forever(system: ActorSystem, interval_s: float) -> None:
         await asyncio.to_thread(system.sweep)
 
 
-async def serve(config: Config) -> None:
-    runtime = await asyncio.to_thread(build_runtime, config)
-    edge = Edge(system=runtime.system)
+async def _recover(runtime: Runtime) -> int:
+    """Before readiness: repair the activation projection and relay events committed before a crash."""
     repaired = await asyncio.to_thread(runtime.system.verify_projection)
-    await asyncio.to_thread(runtime.system.relay_now)  # events committed before a crash
-    edge.ready = True
+    await asyncio.to_thread(runtime.system.relay_now)
+    return len(repaired)
+
+
+async def serve(config: Config) -> None:
+    shutdown = _Shutdown()
+    shutdown.install()
+    runtime = await asyncio.to_thread(build_runtime, config)
+    try:
+        repaired = await _recover(runtime)
+        if not shutdown.requested:
+            await _serve_http(config, runtime, shutdown, repaired)
+    finally:
+        await asyncio.to_thread(runtime.close)
+        log.info("stopped")
+        shutdown.uninstall()
+
+
+async def _serve_http(config: Config, runtime: Runtime, shutdown: _Shutdown, repaired: int) -> None:
+    edge = Edge(system=runtime.system, ready=True)
     bind = config.server.bind
     server = _Server(uvicorn.Config(create_app(edge), host=bind.host, port=bind.port, lifespan="off",
                                     log_config=None, access_log=False, timeout_graceful_shutdown=25))
+    shutdown.server, shutdown.edge = server, edge
     sweeper = asyncio.create_task(_sweep_forever(runtime.system, config.worldservice.actors.sweep_interval_s))
     log.info("serving", host=bind.host, port=bind.port, profile=config.profile, dsn=_redacted(config.sql_dsn()),
-             projection_repaired=len(repaired))
+             projection_repaired=repaired)
     try:
         await server.serve()
     finally:
         edge.draining = True
         sweeper.cancel()
-        await asyncio.to_thread(runtime.close)
-        log.info("stopped")
 
 
 def _redacted(dsn: str) -> str:

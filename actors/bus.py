@@ -31,12 +31,14 @@ class Relay:
 
 class OutboxRelay(pykka.ThreadingActor):
     def __init__(self, store: SqlStore, publisher: Publisher, clock: Callable[[], datetime],
-                 batch: int = 500) -> None:
+                 mark_sent: Callable[[list[int], str], None], batch: int = 500) -> None:
         super().__init__()
         self._store = store
         self._publisher = publisher
         self._clock = clock
+        self._mark_sent = mark_sent
         self._batch = batch
+        self._published_up_to = 0  # marks travel through the writer, so never re-read what was sent
         self.relayed = 0
 
     def on_receive(self, message: object) -> None:
@@ -45,17 +47,20 @@ class OutboxRelay(pykka.ThreadingActor):
             self._relay_pending()
 
     def _relay_pending(self) -> None:
-        while rows := self._store.pending_outbox(self._batch):
+        while rows := self._store.pending_outbox(self._published_up_to, self._batch):
             sent = []
             try:
                 for row_id, world_id, topic, payload in rows:
                     self._publisher.publish(topic, world_id, payload)
                     sent.append(row_id)
+                    self._published_up_to = row_id
             finally:
-                self._store.mark_sent(sent, iso_z(self._clock()))
-                self.relayed += len(sent)
+                if sent:
+                    self._mark_sent(sent, iso_z(self._clock()))
+                    self.relayed += len(sent)
             if len(rows) < self._batch:
                 return
 
     def pending_count(self) -> int:
-        return len(self._store.pending_outbox(self._batch))
+        """Rows committed but not yet published by this relay."""
+        return len(self._store.pending_outbox(self._published_up_to, self._batch))

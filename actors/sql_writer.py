@@ -18,6 +18,14 @@ log = structlog.get_logger("worldservice.sql_writer")
 
 
 @dataclass(frozen=True, slots=True)
+class MarkSent:
+    """Outbox rows the relay published: marked sent in the next group commit."""
+
+    ids: list[int]
+    sent_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class WriteRequest:
     item: WriteItem
     done: pykka.ThreadingFuture  # resolved with None (committed) or the exception that refused the item
@@ -29,6 +37,8 @@ class SqlWriter(pykka.ThreadingActor):
         self._store = store
         self._max_batch = max_batch
         self._pending: list[WriteRequest] = []
+        self._sent: list[int] = []
+        self._sent_at: str | None = None
         self._on_commit = on_commit
         self.commits = 0
         self.items = 0
@@ -36,16 +46,22 @@ class SqlWriter(pykka.ThreadingActor):
     def on_receive(self, message: object) -> None:
         if isinstance(message, WriteRequest):
             self._pending.append(message)
-            if self.actor_inbox.empty() or len(self._pending) >= self._max_batch:
-                self._flush()
+        elif isinstance(message, MarkSent):
+            self._sent += message.ids
+            self._sent_at = message.sent_at
+        if self.actor_inbox.empty() or len(self._pending) >= self._max_batch:
+            self._flush()
 
     def _flush(self) -> None:
+        if not self._pending and not self._sent:
+            return
         batch, self._pending = self._pending, []
+        sent, self._sent = self._sent, []
         try:
-            results = self._store.apply_batch([r.item for r in batch])
+            results = self._store.apply_batch([r.item for r in batch], sent, self._sent_at)
         except Exception as exc:  # the database itself failed: every waiter gets the error
             log.error("group_commit_failed", error=repr(exc), size=len(batch))
-            results = [exc] * len(batch)
+            results = [exc] * len(batch)  # unmarked rows are simply relayed again after a restart
         self.commits += 1
         self.items += len(batch)
         for request, result in zip(batch, results, strict=True):
@@ -54,8 +70,7 @@ class SqlWriter(pykka.ThreadingActor):
             self._on_commit()
 
     def on_stop(self) -> None:
-        if self._pending:
-            self._flush()
+        self._flush()
 
     def stats(self) -> dict[str, int]:
         return {"commits": self.commits, "items": self.items}

@@ -14,7 +14,7 @@ from actors.activation_store import ActivationStoreActor
 from actors.bridge import Request
 from actors.bus import OutboxRelay, Publisher, Relay
 from actors.directory import Directory, ResidentWorlds, Sweep
-from actors.sql_writer import SqlWriter
+from actors.sql_writer import MarkSent, SqlWriter
 from actors.world import WorldActor
 from domain.activation import fold_audit, state_hash
 from storage.sql import SqlStore
@@ -41,11 +41,14 @@ class ActorSystem:
         self.settings = settings or ActorSettings()
         self.store = store
         self.clock = clock
-        self.relay = OutboxRelay.start(store, publisher, clock)
         self.writer = SqlWriter.start(store, self.settings.group_commit_max, on_commit=self._on_commit)
+        self.relay = OutboxRelay.start(store, publisher, clock, self._mark_sent)
         self.projection = ActivationStoreActor.start(projection_store).proxy()
         self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
                                          self.settings.max_resident_worlds)
+
+    def _mark_sent(self, ids: list[int], sent_at: str) -> None:
+        self.writer.tell(MarkSent(ids=ids, sent_at=sent_at))
 
     def _on_commit(self) -> None:
         try:
@@ -91,10 +94,10 @@ class ActorSystem:
         return count
 
     def stop(self) -> None:
-        """Drain in dependency order: worlds finish their mailboxes, then the writer commits what is
-        queued, then the outbox is relayed, then the projection closes."""
+        """Drain in dependency order: worlds finish their mailboxes (their writes are committed before
+        they answer), the outbox is relayed, the writer commits the relay marks, the projection closes."""
         self.directory.stop(block=True)
-        self.writer.stop(block=True)
         self.relay.ask(Relay())
         self.relay.stop(block=True)
+        self.writer.stop(block=True)  # commits the last writes' relay marks too
         self.projection.actor_ref.stop(block=True)

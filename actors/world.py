@@ -120,13 +120,16 @@ class WorldActor(pykka.ThreadingActor):
         self._project(outcome)
 
     def _project(self, outcome: Outcome) -> None:
+        """Told, not asked: the projection actor applies a world's updates in mailbox order, records a
+        failed write for repair, and SQL (already committed) stays the record; waiting would only add a
+        thread hop to every write."""
         state = outcome.state
         for effect in outcome.effects:
             if isinstance(effect, SaveActivation):
                 self._projection.put_entry(self.world_id, state.activation_counter, effect.strategy_id,
-                                           effect.side, effect.entry).get(timeout=self._write_timeout_s)
+                                           effect.side, effect.entry)
             elif isinstance(effect, RemoveWorld):
-                self._projection.delete(self.world_id).get(timeout=self._write_timeout_s)
+                self._projection.delete(self.world_id)
 
     def _audit(self, state: WorldState, query: GetAudit) -> Reply:
         page = self._store.audit_page(self.world_id, query.after, query.limit)

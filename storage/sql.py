@@ -94,17 +94,22 @@ class SqlStore:
 
     # --- writes ----------------------------------------------------------------------------------
 
-    def apply_batch(self, items: Sequence[WriteItem]) -> list[Exception | None]:
+    def apply_batch(self, items: Sequence[WriteItem], sent: Sequence[int] = (),
+                    sent_at: str | None = None) -> list[Exception | None]:
         """Group commit: every item in one transaction, each inside its own savepoint so a refused item
         does not take the others down. Returns, per item, ``None`` or the exception that refused it."""
         try:
-            return self._apply_batch(items)
+            return self._apply_batch(items, sent, sent_at)
         except sa.exc.DBAPIError as exc:
             raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
 
-    def _apply_batch(self, items: Sequence[WriteItem]) -> list[Exception | None]:
+    def _apply_batch(self, items: Sequence[WriteItem], sent: Sequence[int],
+                     sent_at: str | None) -> list[Exception | None]:
+        """Relayed outbox rows are marked in the same transaction: no commit (and fsync) of their own."""
         results: list[Exception | None] = []
         with self.engine.begin() as conn:
+            if sent:
+                conn.execute(t.outbox.update().where(t.outbox.c.id.in_(sent)).values(sent_at=sent_at))
             for item in items:
                 savepoint = conn.begin_nested()
                 try:
@@ -215,17 +220,12 @@ class SqlStore:
         with self.engine.connect() as conn:
             return list(conn.execute(sa.select(t.worlds.c.id).order_by(t.worlds.c.id)).scalars())
 
-    def pending_outbox(self, limit: int = 500) -> list[tuple[int, str, str, dict[str, Any]]]:
+    def pending_outbox(self, after: int = 0, limit: int = 500) -> list[tuple[int, str, str, dict[str, Any]]]:
         o = t.outbox
-        query = sa.select(o.c.id, o.c.world_id, o.c.topic, o.c.payload).where(o.c.sent_at.is_(None)) \
-            .order_by(o.c.id).limit(limit)
+        query = sa.select(o.c.id, o.c.world_id, o.c.topic, o.c.payload) \
+            .where(o.c.sent_at.is_(None), o.c.id > after).order_by(o.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
-
-    def mark_sent(self, ids: Sequence[int], when: str) -> None:
-        if ids:
-            with self.engine.begin() as conn:
-                conn.execute(t.outbox.update().where(t.outbox.c.id.in_(ids)).values(sent_at=when))
 
 
 def _load(conn: sa.Connection, world_id: str) -> WorldState:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pykka
 import pytest
 import sqlalchemy as sa
 from litestar.testing import TestClient
@@ -16,6 +17,13 @@ from messages.config import Config, load_config
 from storage.schema import metadata
 from tests import services
 from transport.http import Edge, create_app
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_actor_outlives_the_session() -> Iterator[None]:
+    """pykka threads are not daemon threads: one left running by a failed test would hang the run."""
+    yield
+    pykka.ActorRegistry.stop_all(block=True, timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,11 @@ def test_storage_failure_is_503_and_nothing_is_half_applied(api, monkeypatch) ->
     real = store._apply_batch
     calls = {"n": 0}
 
-    def failing_once(items):  # type: ignore[no-untyped-def]
+    def failing_once(*args):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 1:
             raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
-        return real(items)
+        return real(*args)
 
     monkeypatch.setattr(store, "_apply_batch", failing_once)
     body = {"strategy_id": "s1", "side": "long", "active": True, "weight": 0.5}

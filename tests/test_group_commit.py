@@ -45,21 +45,22 @@ def test_a_stale_item_is_refused_alone(api) -> None:
     assert len(store.audit_page("a", 0, 10).entries) == 2
 
 
-def test_writer_batches_whatever_is_queued(api) -> None:
+def test_writer_batches_whatever_is_queued(api, request) -> None:
     """While one commit is in progress, requests pile up in the mailbox and leave in one transaction."""
     store = api.runtime.store
     calls: list[int] = []
     in_commit, release = threading.Event(), threading.Event()
 
     class GatedStore:
-        def apply_batch(self, items):  # type: ignore[no-untyped-def]
+        def apply_batch(self, items, *marks):  # type: ignore[no-untyped-def]
             calls.append(len(items))
             if len(calls) == 1:
                 in_commit.set()
                 assert release.wait(10)
-            return store.apply_batch(items)
+            return store.apply_batch(items, *marks)
 
     writer = SqlWriter.start(GatedStore())
+    request.addfinalizer(lambda: writer.stop(block=False))
     first = pykka.ThreadingFuture()
     writer.tell(WriteRequest(item=_audit_item("x", 0), done=first))
     assert in_commit.wait(10)
