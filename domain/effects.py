@@ -12,23 +12,15 @@ import msgspec
 
 from messages.activation import ActivationEntry
 from messages.decisions import HistoryEntry
+from messages.policies import PolicyInfo
 from messages.worlds import WorldRecord
 
 
-class PolicyVersion(msgspec.Struct, kw_only=True):
-    """One stored policy version: the normalised document, its text, checksum and lifecycle status."""
+class PolicyVersion(PolicyInfo, kw_only=True):
+    """One stored policy version: its registry metadata plus the normalised document and its text."""
 
-    version: int
     document: dict[str, Any]
     text: str
-    checksum: str
-    status: Literal["DRAFT", "ACTIVE", "DEPRECATED"]
-    created_by: str | None
-    created_at: str
-    preset: str | None = None
-    preset_mode: str | None = None
-    preset_version: str | None = None
-    preset_overrides: dict[str, float] | None = None
 
 
 class SaveWorld(msgspec.Struct, tag=True):

@@ -32,17 +32,9 @@ class HistoryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     artifact: HistoryArtifact | None = None
 
 
-class HistoryEntry(msgspec.Struct, kw_only=True):
-    strategy_id: str
-    node_id: str
-    interval: int
-    rows: int | None = None
-    coverage_bounds: tuple[int, int] | None = None
-    conformance_flags: dict[str, int] | None = None
-    conformance_warnings: list[str] | None = None
-    dataset_fingerprint: str | None = None
-    as_of: str | None = None
-    artifact: HistoryArtifact | None = None
+class HistoryEntry(HistoryRequest, kw_only=True):
+    """A stored history record: the request as sent plus when it was received."""
+
     updated_at: str
 
 

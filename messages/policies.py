@@ -95,7 +95,7 @@ class PolicyInfo(msgspec.Struct, kw_only=True):
 
     version: int
     checksum: str
-    status: str
+    status: Literal["DRAFT", "ACTIVE", "DEPRECATED"]
     created_by: str | None
     created_at: str
     preset: str | None = None
