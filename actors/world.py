@@ -76,10 +76,14 @@ class WorldActor(pykka.ThreadingActor):
             bound.error("world_fenced_off")
             self._stop_fenced()
             reply = error_reply(503, "world was changed by another writer; retry")
+        except _UnknownOutcome:
+            bound.error("commit_unanswered")
+            self.state = None
+            reply = error_reply(503, "the write's outcome is unknown; read the world before retrying")
         except Exception as exc:  # an actor must outlive any one command: reload and answer
             bound.exception("command_failed", error=repr(exc))
             self.state = None
-            reply = error_reply(503 if isinstance(exc, _UnknownOutcome) else 500, "internal error; retry")
+            reply = error_reply(500, "internal error; retry")
         if is_mutation(command):
             bound.info("command", status=reply.status)
         return reply
@@ -124,12 +128,15 @@ class WorldActor(pykka.ThreadingActor):
         failed write for repair, and SQL (already committed) stays the record; waiting would only add a
         thread hop to every write."""
         state = outcome.state
-        for effect in outcome.effects:
-            if isinstance(effect, SaveActivation):
-                self._projection.put_entry(self.world_id, state.activation_counter, effect.strategy_id,
-                                           effect.side, effect.entry)
-            elif isinstance(effect, RemoveWorld):
-                self._projection.delete(self.world_id)
+        try:
+            for effect in outcome.effects:
+                if isinstance(effect, SaveActivation):
+                    self._projection.put_entry(self.world_id, state.activation_counter, effect.strategy_id,
+                                               effect.side, effect.entry)
+                elif isinstance(effect, RemoveWorld):
+                    self._projection.delete(self.world_id)
+        except pykka.ActorDeadError:  # committed already; the startup check repairs the projection
+            log.error("projection_unavailable", world_id=self.world_id)
 
     def _audit(self, state: WorldState, query: GetAudit) -> Reply:
         page = self._store.audit_page(self.world_id, query.after, query.limit)
