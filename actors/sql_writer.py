@@ -15,6 +15,7 @@ import structlog
 from storage.sql import SqlStore, WriteItem
 
 log = structlog.get_logger("worldservice.sql_writer")
+_MAX_HELD_MARKS = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +50,15 @@ class SqlWriter(pykka.ThreadingActor):
         elif isinstance(message, MarkSent):
             self._sent += message.ids
             self._sent_at = message.sent_at
-        if self.actor_inbox.empty() or len(self._pending) >= self._max_batch:
+        if self._should_flush():
             self._flush()
+
+    def _should_flush(self) -> bool:
+        """Writes leave as soon as the mailbox is empty; relay marks only ride along with writes (or when
+        many piled up): a mark lost to a crash just means that event is published once more."""
+        if len(self._pending) >= self._max_batch or len(self._sent) >= _MAX_HELD_MARKS:
+            return True
+        return bool(self._pending) and self.actor_inbox.empty()
 
     def _flush(self) -> None:
         if not self._pending and not self._sent:

@@ -106,6 +106,9 @@ def test_audit_records_caller_and_paginates(contract_api) -> None:
     last = seen[-1]
     assert (last["actor"], last["correlation_id"], last["result"]["etag"]) == ("ops@desk", "corr-6", "act:demo:s6:long:7")
     assert last["request"]["strategy_id"] == "s6"
+    oversized = contract_api.client.put("/worlds/demo/activation", headers={"X-Correlation-ID": "c" * 5000},
+                                        json={"strategy_id": "s1", "side": "long", "active": True})
+    assert oversized.status_code == 200 and len(oversized.headers["x-correlation-id"]) == 32
 
 
 def test_activation_events_reach_the_bus_in_order(contract_api) -> None:

@@ -68,7 +68,7 @@ def _edge(request: Request) -> Edge:
     return request.app.state.edge
 
 
-def _world_id(world_id: FromPath[str]) -> str:
+def _world_id(world_id: str) -> str:
     try:
         return msgspec.convert(world_id, WorldId)
     except msgspec.ValidationError as exc:
@@ -76,13 +76,19 @@ def _world_id(world_id: FromPath[str]) -> str:
                                                      "key": "world_id", "source": "path"}]) from None
 
 
+def _header(request: Request, name: str, max_length: int) -> str | None:
+    """A caller-supplied identity header, kept only when it fits the audit column and is printable."""
+    value = request.headers.get(name)
+    return value if value and len(value) <= max_length and value.isprintable() else None
+
+
 def _caller(request: Request) -> dict[str, Any]:
     """Who asked and under which correlation id: recorded on every audit entry."""
-    return {"actor": request.headers.get("X-Caller-Sub"),
-            "correlation_id": request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex}
+    return {"actor": _header(request, "X-Caller-Sub", 256),
+            "correlation_id": _header(request, CORRELATION_HEADER, 128) or uuid.uuid4().hex}
 
 
-async def _run(request: Request, command_type: type, world_id: FromPath[str], **fields: Any) -> Reply:
+async def _run(request: Request, command_type: type, world_id: str, **fields: Any) -> Reply:
     caller = _caller(request)
     command = command_type(world_id=_world_id(world_id), **caller, **fields)
     reply = await _edge(request).call(command)
