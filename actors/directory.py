@@ -11,7 +11,7 @@ import pykka
 import structlog
 
 from actors.bridge import Request, error_reply
-from actors.world import WorldStopped
+from actors.world import WorldStopped, WorldVacant
 
 log = structlog.get_logger("worldservice.directory")
 
@@ -48,6 +48,8 @@ class Directory(pykka.ThreadingActor):
             return sorted(self._actors)
         elif isinstance(message, WorldStopped):
             self._forget_if_same(message)
+        elif isinstance(message, WorldVacant):
+            self._passivate_if_same(message)
         return None
 
     def _route(self, request: Request) -> None:
@@ -89,6 +91,12 @@ class Directory(pykka.ThreadingActor):
         except pykka.Timeout:
             log.error("passivation_timeout", world_id=world_id)
         log.debug("world_passivated", world_id=world_id)
+
+    def _passivate_if_same(self, vacant: WorldVacant) -> None:
+        """A command queued behind the vacancy (say, the create) is still served: passivation drains."""
+        ref = self._actors.get(vacant.world_id)
+        if ref is not None and ref.actor_urn == vacant.actor_urn:
+            self._passivate(vacant.world_id)
 
     def _forget_if_same(self, stopped: WorldStopped) -> None:
         ref = self._actors.get(stopped.world_id)

@@ -34,13 +34,21 @@ class WorldStopped(msgspec.Struct, frozen=True):
     actor_urn: str
 
 
+class WorldVacant(msgspec.Struct, frozen=True):
+    """Told to the Directory after serving a world that does not exist (never created, or deleted), so
+    requests for unknown ids cannot fill the resident set."""
+
+    world_id: str
+    actor_urn: str
+
+
 class _UnknownOutcome(Exception):
     """The commit did not answer in time: whether it landed is unknown, so state is reloaded."""
 
 
 class WorldActor(pykka.ThreadingActor):
     def __init__(self, world_id: str, store: SqlStore, writer: pykka.ActorRef, projection: Any,
-                 clock: Callable[[], datetime], on_stopped: Callable[[WorldStopped], None],
+                 clock: Callable[[], datetime], tell_directory: Callable[[WorldStopped | WorldVacant], None],
                  write_timeout_s: float = 30.0) -> None:
         super().__init__()
         self.world_id = world_id
@@ -48,7 +56,7 @@ class WorldActor(pykka.ThreadingActor):
         self._writer = writer
         self._projection = projection
         self._clock = clock
-        self._on_stopped = on_stopped
+        self._tell_directory = tell_directory
         self._write_timeout_s = write_timeout_s
         self.state: WorldState | None = None  # loaded lazily so a storage outage is an error reply, not a hang
 
@@ -59,6 +67,8 @@ class WorldActor(pykka.ThreadingActor):
             except BaseException:  # even a failing logger must not leave a caller waiting forever
                 self.state = None
                 reply = error_reply(500, "internal error; retry")
+            if self.state is not None and self.state.world is None:
+                self._tell_directory(WorldVacant(world_id=self.world_id, actor_urn=self.actor_urn))
             message.reply(reply)
 
     def _serve(self, command: Command) -> Reply:
@@ -145,7 +155,7 @@ class WorldActor(pykka.ThreadingActor):
         return Reply(status=200, body=page)
 
     def _stop_fenced(self) -> None:
-        self._on_stopped(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))
+        self._tell_directory(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))
         self.stop()
 
 

@@ -75,3 +75,21 @@ def test_resident_worlds_are_capped_least_recently_used_first(tmp_path) -> None:
     finally:
         h.client.__exit__(None, None, None)
         h.runtime.close()
+
+
+def test_unknown_worlds_do_not_stay_resident(tmp_path) -> None:
+    clock = FakeMonotonic()
+    h = _harness(tmp_path, clock)
+    try:
+        baseline = _world_threads()
+        for i in range(20):
+            assert h.client.get(f"/worlds/ghost-{i}").status_code == 404
+        assert h.system.resident_worlds() == [] and _world_threads() == baseline
+        assert h.client.post("/worlds", json={"id": "real"}).status_code == 201
+        assert h.client.delete("/worlds/real").status_code == 204
+        assert h.system.resident_worlds() == []
+        assert h.client.post("/worlds", json={"id": "real"}).status_code == 201
+        assert h.system.resident_worlds() == ["real"]
+    finally:
+        h.client.__exit__(None, None, None)
+        h.runtime.close()
