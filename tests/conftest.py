@@ -96,8 +96,8 @@ class Harness:
         return self.runtime.system
 
 
-def start_harness(config: Config) -> Harness:
-    runtime = build_runtime(config)
+def start_harness(config: Config, **clocks: object) -> Harness:
+    runtime = build_runtime(config, **clocks)
     edge = Edge(system=runtime.system, ready=True)
     client = TestClient(create_app(edge), raise_server_exceptions=False)
     client.__enter__()
@@ -113,8 +113,8 @@ def stop_harness(harness: Harness) -> None:
 def harness_factory(tmp_path: Path) -> Iterator:
     started: list[Harness] = []
 
-    def factory(config: Config) -> Harness:
-        h = start_harness(config)
+    def factory(config: Config, **clocks: object) -> Harness:
+        h = start_harness(config, **clocks)
         started.append(h)
         return h
 
