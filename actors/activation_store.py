@@ -1,5 +1,5 @@
 """ActivationStore actor: fronts the Redis (or in-memory) projection so world actors never touch Redis
-directly, and keeps a dirty set of worlds whose projection write failed so they can be repaired."""
+directly, and counts the worlds whose projection write failed (until rewritten) for alerting."""
 
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ class ActivationStoreActor(pykka.ThreadingActor):
         found = self.store.get(world_id)
         return state_hash(*found) if found else None
 
-    def dirty_worlds(self) -> set[str]:
-        return set(self.dirty)
+    def dirty_count(self) -> int:
+        """Worlds whose projection is known to lag SQL; the startup check (or a replace) repairs them."""
+        return len(self.dirty)
 
     def _guard(self, world_id: str, write: Callable[[], None]) -> bool:
         """SQL already committed: a failed projection write is recorded for repair, never raised."""

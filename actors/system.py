@@ -69,6 +69,12 @@ class ActorSystem:
     def resident_worlds(self) -> list[str]:
         return self.directory.ask(ResidentWorlds())
 
+    def outbox_pending(self) -> int:
+        return self.relay.proxy().pending_count().get()
+
+    def projection_dirty(self) -> int:
+        return self.projection.dirty_count().get()
+
     def relay_now(self) -> None:
         self.relay.ask(Relay())
 

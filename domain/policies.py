@@ -16,7 +16,7 @@ from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z
 from messages.commands import AddPolicy, SetDefaultPolicy
 from messages.errors import not_found, unprocessable
-from messages.policies import Policy, PolicyInfo, PolicyRequest, PolicyVersionRef
+from messages.policies import Policy, PolicyInfo, PolicyRequest, PolicyVersionRef, Selection
 
 POLICY_TOPIC = "policy"
 
@@ -92,8 +92,6 @@ def normalise(request: PolicyRequest) -> Policy:
 
 def _merge_selection(policy: Policy) -> Policy:
     """Top-level thresholds win over ``selection``'s; for the other rules the selection block wins."""
-    from messages.policies import Selection
-
     sel = policy.selection or Selection()
     merged = Selection(
         thresholds={**sel.thresholds, **policy.thresholds},

@@ -9,6 +9,7 @@ import msgspec
 from domain.effects import Effect, PolicyVersion
 from messages.activation import ActivationEntry
 from messages.decisions import HistoryEntry
+from messages.errors import not_found
 from messages.worlds import WorldRecord
 
 
@@ -43,8 +44,6 @@ class Outcome(msgspec.Struct, kw_only=True):
 
 
 def require_world(state: WorldState) -> WorldRecord:
-    from messages.errors import not_found
-
     if state.world is None:
         raise not_found("world")
     return state.world

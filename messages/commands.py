@@ -131,7 +131,4 @@ Query = Union[
 
 AnyCommand = Union[Mutation, Query]
 
-MUTATION_TYPES: tuple[type, ...] = Mutation.__args__  # type: ignore[attr-defined]
-
-mutation_decoder = msgspec.json.Decoder(Mutation)
 command_decoder = msgspec.json.Decoder(AnyCommand)

@@ -169,6 +169,8 @@ def test_health_ready_metrics_and_openapi(api) -> None:
     metrics = c.get("/metrics").text
     assert 'worldservice_commands_total{kind="CreateWorld",status="2xx"} 1.0' in metrics
     assert "worldservice_resident_world_actors 1.0" in metrics
+    assert "worldservice_outbox_pending 0.0" in metrics
+    assert "worldservice_activation_projection_dirty_worlds 0.0" in metrics
     spec = c.get("/openapi.json").json()
     assert "/worlds/{world_id}/activation" in spec["paths"]
     assert "ActivationRequest" in spec["components"]["schemas"]

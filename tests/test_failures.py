@@ -40,3 +40,20 @@ def test_unexpected_error_in_a_command_keeps_the_actor_serving(api, monkeypatch)
     monkeypatch.setitem(handle_module._MUTATIONS, handle_module.c.SetDecisions, original)
     assert c.post("/worlds/demo/decisions", json={"strategies": ["s1"]}).json() == {"strategies": ["s1"]}
     assert c.get("/worlds/demo").status_code == 200
+
+
+def test_projection_failure_never_fails_a_committed_write(api, monkeypatch) -> None:
+    c = api.client
+    c.post("/worlds", json={"id": "demo"})
+    store = api.system.projection.store.get()
+
+    def down(*args):  # type: ignore[no-untyped-def]
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(store, "put_entry", down)
+    r = c.put("/worlds/demo/activation", json={"strategy_id": "s1", "side": "long", "active": True})
+    assert r.status_code == 200
+    assert "worldservice_activation_projection_dirty_worlds 1.0" in c.get("/metrics").text
+    monkeypatch.undo()
+    assert api.system.verify_projection() == ["demo"]
+    assert "worldservice_activation_projection_dirty_worlds 0.0" in c.get("/metrics").text

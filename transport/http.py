@@ -280,7 +280,10 @@ async def readyz(request: Request) -> Response[dict[str, str]]:
 @get("/metrics", tags=["operations"], include_in_schema=False)
 async def metrics(request: Request) -> Response[bytes]:
     edge = _edge(request)
-    edge.metrics.resident_worlds.set(len(await asyncio.to_thread(edge.system.resident_worlds)))
+    system = edge.system
+    edge.metrics.resident_worlds.set(len(await asyncio.to_thread(system.resident_worlds)))
+    edge.metrics.outbox_pending.set(await asyncio.to_thread(system.outbox_pending))
+    edge.metrics.projection_dirty.set(await asyncio.to_thread(system.projection_dirty))
     return Response(content=edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
 

@@ -17,6 +17,9 @@ class EdgeMetrics:
                                      registry=self.registry)
         self.outbox_pending = Gauge("worldservice_outbox_pending", "Outbox rows not yet relayed",
                                     registry=self.registry)
+        self.projection_dirty = Gauge("worldservice_activation_projection_dirty_worlds",
+                                      "Worlds whose activation projection write failed and awaits repair",
+                                      registry=self.registry)
 
     def observe(self, kind: str, status: int, seconds: float) -> None:
         self.commands.labels(kind, f"{status // 100}xx").inc()
