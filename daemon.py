@@ -20,6 +20,7 @@ import structlog
 import uvicorn
 
 from actors.system import ActorSettings, ActorSystem
+from domain.apply import ApplySettings
 from messages.config import Config, ConfigError, load_config
 from storage import migrate
 from storage.activation_store import MemoryActivationStore, RedisActivationStore
@@ -82,11 +83,21 @@ def build_runtime(config: Config, **clocks: Any) -> Runtime:
         raise ConfigError("database schema is not at head; run `worldservice migrate` first")
     store = SqlStore(engine)
     bus = InMemoryBus()
-    a = config.worldservice.actors
-    settings = ActorSettings(idle_timeout_s=a.idle_timeout_s, max_resident_worlds=a.max_resident_worlds,
-                             group_commit_max=a.group_commit_max, write_timeout_s=a.write_timeout_s)
+    settings = actor_settings(config)
     system = ActorSystem(store, projection_store(config), bus, settings, **clocks)
+    bus.subscribe(lambda published: system.acks.receive(published.event),
+                  topic=config.worldservice.controlbus.ack_topic)
     return Runtime(config=config, store=store, bus=bus, system=system)
+
+
+def actor_settings(config: Config) -> ActorSettings:
+    a, ap = config.worldservice.actors, config.worldservice.apply
+    apply = ApplySettings(await_acks=config.await_acks(), gap_timeout_ms=ap.activation_gap_timeout_ms,
+                          timeout_policy=ap.timeout_policy, deadline_ms=ap.deadline_ms,
+                          resend_initial_ms=ap.resend_initial_ms, resend_max_ms=ap.resend_max_ms)
+    return ActorSettings(idle_timeout_s=a.idle_timeout_s, max_resident_worlds=a.max_resident_worlds,
+                         group_commit_max=a.group_commit_max, write_timeout_s=a.write_timeout_s, apply=apply,
+                         topics=dict(config.worldservice.controlbus.topics))
 
 
 class _Server(uvicorn.Server):

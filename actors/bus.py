@@ -1,27 +1,37 @@
-"""Bus: relays committed outbox rows to the ControlBus publisher in commit order, then marks them sent.
+"""Bus: relays committed outbox rows to the ControlBus in commit order (so in order per world), marks them
+sent, and routes Gateway ACKs to the world actors.
 
 Delivery is at-least-once (a crash between publish and mark re-sends); every event carries an
-``idempotency_key`` and a deterministic id so consumers drop the duplicate.
+``idempotency_key`` and a deterministic id so consumers drop the duplicate. While the broker is down the
+rows wait in SQL; the daemon's timer retries, and commands keep succeeding meanwhile.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import msgspec
 import pykka
 import structlog
 
+from actors.bridge import Request
+from actors.world import noop_reply
 from domain.timefmt import iso_z
+from messages.apply import ActivationAckData, ActivationAckEvent, activation_ack_decoder
+from messages.commands import AckActivation
 from storage.sql import SqlStore
 
 log = structlog.get_logger("worldservice.bus")
 
 
 class Publisher(Protocol):
-    def publish(self, topic: str, key: str, event: dict[str, Any]) -> None: ...
+    def publish_many(self, messages: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Deliver (topic, key, event) in order; raise if any was not acknowledged by the broker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +41,10 @@ class Relay:
 
 class OutboxRelay(pykka.ThreadingActor):
     def __init__(self, store: SqlStore, publisher: Publisher, clock: Callable[[], datetime],
-                 mark_sent: Callable[[list[int], str], None], batch: int = 500) -> None:
+                 mark_sent: Callable[[list[int], str], None], batch: int = 500,
+                 topics: dict[str, str] | None = None) -> None:
         super().__init__()
+        self._topics = topics or {}  # logical event topic -> configured Kafka topic
         self._store = store
         self._publisher = publisher
         self._clock = clock
@@ -40,27 +52,74 @@ class OutboxRelay(pykka.ThreadingActor):
         self._batch = batch
         self._published_up_to = 0  # marks travel through the writer, so never re-read what was sent
         self.relayed = 0
+        self.failing = False
 
     def on_receive(self, message: object) -> None:
         # Commits arrive in bursts; one pass after the burst covers them all.
         if isinstance(message, Relay) and self.actor_inbox.empty():
-            self._relay_pending()
+            try:
+                self._relay_pending()
+                self.failing = False
+            except Exception as exc:  # noqa: BLE001 - an escaped error would stop the actor: retry later
+                if not self.failing:
+                    log.error("controlbus_publish_failed", error=repr(exc))
+                self.failing = True
 
     def _relay_pending(self) -> None:
         while rows := self._store.pending_outbox(self._published_up_to, self._batch):
-            sent = []
-            try:
-                for row_id, world_id, topic, payload in rows:
-                    self._publisher.publish(topic, world_id, payload)
-                    sent.append(row_id)
-                    self._published_up_to = row_id
-            finally:
-                if sent:
-                    self._mark_sent(sent, iso_z(self._clock()))
-                    self.relayed += len(sent)
+            self._publisher.publish_many([(self._topics.get(topic, topic), world_id, payload)
+                                          for _, world_id, topic, payload in rows])
+            self._published_up_to = rows[-1][0]
+            self._mark_sent([row[0] for row in rows], iso_z(self._clock()))
+            self.relayed += len(rows)
             if len(rows) < self._batch:
                 return
 
     def pending_count(self) -> int:
         """Rows committed but not yet published by this relay."""
         return len(self._store.pending_outbox(self._published_up_to, self._batch))
+
+
+class AckIntake:
+    """Gateway ACKs (``activation_ack`` CloudEvents) -> ``AckActivation`` for the world's actor.
+
+    Duplicates are dropped here by ``(world_id, run_id, sequence, phase)`` before they cost a mailbox
+    message; the run record (durable) is what finally ignores a repeat, so a bounded memory is enough.
+    """
+
+    def __init__(self, send: Callable[[Request], None], remember: int = 100_000) -> None:
+        self._send = send
+        self._remember = remember
+        self._seen: OrderedDict[tuple[str, str, int, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self.rejected = 0
+
+    def receive(self, raw: bytes | dict[str, Any]) -> bool:
+        try:
+            event = (activation_ack_decoder.decode(raw) if isinstance(raw, bytes)
+                     else msgspec.convert(raw, ActivationAckEvent))
+        except msgspec.ValidationError as exc:
+            self.rejected += 1
+            log.warning("activation_ack_invalid", error=str(exc))
+            return False
+        return self._route(event.data)
+
+    def _route(self, ack: ActivationAckData) -> bool:
+        key = (ack.world_id, ack.run_id, ack.sequence, ack.phase)
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            if len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+        try:
+            command = msgspec.convert({"kind": "ack_activation", "world_id": ack.world_id, "run_id": ack.run_id,
+                                       "sequence": ack.sequence, "phase": ack.phase}, AckActivation)
+        except msgspec.ValidationError as exc:
+            self.rejected += 1
+            log.warning("activation_ack_invalid", error=str(exc))
+            return False
+        self.accepted += 1
+        self._send(Request(command=command, reply=noop_reply))
+        return True

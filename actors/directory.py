@@ -11,7 +11,8 @@ import pykka
 import structlog
 
 from actors.bridge import Request, error_reply
-from actors.world import WorldStopped, WorldVacant
+from actors.world import RunOpen, WorldStopped, WorldVacant, noop_reply
+from messages.commands import ApplyTick
 
 log = structlog.get_logger("worldservice.directory")
 
@@ -19,6 +20,11 @@ log = structlog.get_logger("worldservice.directory")
 @dataclass(frozen=True, slots=True)
 class Sweep:
     """Passivate every world idle for longer than the timeout (sent by the daemon's timer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TickOpenRuns:
+    """Timer: every world with an open apply run checks its ACK wait, deadline and re-sends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,7 @@ class Directory(pykka.ThreadingActor):
         self._stop_timeout_s = stop_timeout_s
         self._actors: OrderedDict[str, pykka.ActorRef] = OrderedDict()  # least recently used first
         self._last_used: dict[str, float] = {}
+        self._open_runs: set[str] = set()  # pinned: never passivated while a run waits in their actor
         self.draining = False
 
     def on_receive(self, message: object) -> object:
@@ -50,7 +57,21 @@ class Directory(pykka.ThreadingActor):
             self._forget_if_same(message)
         elif isinstance(message, WorldVacant):
             self._passivate_if_same(message)
+        elif isinstance(message, RunOpen):
+            self._track_run(message)
+        elif isinstance(message, TickOpenRuns):
+            for world_id in sorted(self._open_runs):
+                self._route(Request(command=ApplyTick(world_id=world_id), reply=noop_reply))
         return None
+
+    def _track_run(self, status: RunOpen) -> None:
+        ref = self._actors.get(status.world_id)
+        if ref is None or ref.actor_urn != status.actor_urn:
+            return
+        if status.open:
+            self._open_runs.add(status.world_id)
+        else:
+            self._open_runs.discard(status.world_id)
 
     def _route(self, request: Request) -> None:
         world_id = request.command.world_id
@@ -71,14 +92,18 @@ class Directory(pykka.ThreadingActor):
             self._actors.move_to_end(world_id)
             return ref
         while len(self._actors) >= self._max_resident:
-            self._passivate(next(iter(self._actors)))
+            idle = next((w for w in self._actors if w not in self._open_runs), None)
+            if idle is None:
+                break  # every resident world runs an apply: exceed the cap rather than drop a run's timers
+            self._passivate(idle)
         ref = self._spawn(world_id)
         self._actors[world_id] = ref
         return ref
 
     def _sweep(self) -> None:
         deadline = self._clock() - self._idle_timeout_s
-        for world_id in [w for w in self._actors if self._last_used.get(w, 0.0) <= deadline]:
+        idle = [w for w in self._actors if self._last_used.get(w, 0.0) <= deadline and w not in self._open_runs]
+        for world_id in idle:
             self._passivate(world_id)
 
     def _passivate(self, world_id: str) -> None:
@@ -86,6 +111,7 @@ class Directory(pykka.ThreadingActor):
         new can reach it meanwhile because only this (single-threaded) directory routes to it."""
         ref = self._actors.pop(world_id)
         self._last_used.pop(world_id, None)
+        self._open_runs.discard(world_id)
         try:
             ref.stop(block=True, timeout=self._stop_timeout_s)
         except pykka.Timeout:
@@ -102,6 +128,7 @@ class Directory(pykka.ThreadingActor):
         ref = self._actors.get(stopped.world_id)
         if ref is not None and ref.actor_urn == stopped.actor_urn:
             self._actors.pop(stopped.world_id)
+            self._open_runs.discard(stopped.world_id)
 
     def on_stop(self) -> None:
         for world_id in list(self._actors):

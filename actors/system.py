@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,11 +12,14 @@ import pykka
 
 from actors.activation_store import ActivationStoreActor
 from actors.bridge import Request
-from actors.bus import OutboxRelay, Publisher, Relay
-from actors.directory import Directory, ResidentWorlds, Sweep
+from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
+from actors.directory import Directory, ResidentWorlds, Sweep, TickOpenRuns
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.world import WorldActor
+from actors.world import noop_reply
 from domain.activation import fold_audit, state_hash
+from domain.apply import ApplySettings
+from messages.commands import ApplyTick
 from storage.sql import SqlStore
 
 
@@ -30,6 +33,8 @@ class ActorSettings:
     max_resident_worlds: int = 5000
     group_commit_max: int = 256
     write_timeout_s: float = 30.0
+    apply: ApplySettings = field(default_factory=ApplySettings)
+    topics: dict[str, str] = field(default_factory=dict)
 
 
 class ActorSystem:
@@ -42,10 +47,11 @@ class ActorSystem:
         self.store = store
         self.clock = clock
         self.writer = SqlWriter.start(store, self.settings.group_commit_max, on_commit=self._on_commit)
-        self.relay = OutboxRelay.start(store, publisher, clock, self._mark_sent)
+        self.relay = OutboxRelay.start(store, publisher, clock, self._mark_sent, topics=self.settings.topics)
         self.projection = ActivationStoreActor.start(projection_store).proxy()
         self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
                                          self.settings.max_resident_worlds)
+        self.acks = AckIntake(self.send)
 
     def _mark_sent(self, ids: list[int], sent_at: str) -> None:
         self.writer.tell(MarkSent(ids=ids, sent_at=sent_at))
@@ -58,7 +64,7 @@ class ActorSystem:
 
     def _spawn_world(self, world_id: str) -> pykka.ActorRef:
         return WorldActor.start(world_id, self.store, self.writer, self.projection, self.clock,
-                                self.directory.tell, self.settings.write_timeout_s)
+                                self.directory.tell, self.settings.write_timeout_s, self.settings.apply)
 
     def send(self, request: Request) -> None:
         self.directory.tell(request)
@@ -77,6 +83,25 @@ class ActorSystem:
 
     def relay_now(self) -> None:
         self.relay.ask(Relay())
+
+    def relay_soon(self) -> None:
+        """Timer: retry publishing whatever the broker refused earlier."""
+        self.relay.tell(Relay())
+
+    def relay_failing(self) -> bool:
+        return self.relay.proxy().failing.get()
+
+    def tick(self) -> None:
+        """Timer: open apply runs check their ACK gap timeout, deadline and re-sends."""
+        self.directory.tell(TickOpenRuns())
+
+    def resume_open_runs(self) -> list[str]:
+        """Startup: every world whose latest run did not finish is loaded, which resumes (or rolls back)
+        that run and re-sends the events it still waits for."""
+        worlds = self.store.worlds_with_open_runs()
+        for world_id in worlds:
+            self.send(Request(command=ApplyTick(world_id=world_id), reply=noop_reply))
+        return worlds
 
     def verify_projection(self) -> list[str]:
         """Compare every world's projection with SQL and rewrite the ones that differ (startup check)."""

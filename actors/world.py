@@ -15,13 +15,16 @@ import pykka
 import structlog
 
 from actors.bridge import Reply, Request, error_reply
+from actors.faults import InjectedFault, crash_point, fault_point
 from actors.sql_writer import WriteRequest
-from domain.effects import RemoveWorld, SaveActivation
+from domain import apply
+from domain.apply import ApplySettings
+from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveActivation
 from domain.handle import answer, handle, is_mutation
 from domain.state import Outcome, WorldState
 from domain.timefmt import iso_z
-from messages.commands import Command, GetAudit
-from messages.errors import CommandRejected, not_found
+from messages.commands import AckActivation, ApplyTick, Command, GetAudit, StartApply
+from messages.errors import CommandRejected, ErrorBody, not_found
 from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 
 log = structlog.get_logger("worldservice.world")
@@ -46,10 +49,23 @@ class _UnknownOutcome(Exception):
     """The commit did not answer in time: whether it landed is unknown, so state is reloaded."""
 
 
+class RunOpen(msgspec.Struct, frozen=True):
+    """Told to the Directory when a world's open-run status changes: a world with an open run gets timer
+    ticks and is never passivated (its ACK wait and deadline live in this actor)."""
+
+    world_id: str
+    actor_urn: str
+    open: bool
+
+
+def noop_reply(reply: Reply) -> None:
+    """Reply hook of internal messages (ACKs, ticks): nobody waits for them."""
+
+
 class WorldActor(pykka.ThreadingActor):
     def __init__(self, world_id: str, store: SqlStore, writer: pykka.ActorRef, projection: Any,
-                 clock: Callable[[], datetime], tell_directory: Callable[[WorldStopped | WorldVacant], None],
-                 write_timeout_s: float = 30.0) -> None:
+                 clock: Callable[[], datetime], tell_directory: Callable[[object], None],
+                 write_timeout_s: float = 30.0, apply_settings: ApplySettings | None = None) -> None:
         super().__init__()
         self.world_id = world_id
         self._store = store
@@ -58,70 +74,206 @@ class WorldActor(pykka.ThreadingActor):
         self._clock = clock
         self._tell_directory = tell_directory
         self._write_timeout_s = write_timeout_s
+        self._apply = apply_settings or ApplySettings()
+        self._waiters: dict[str, list[Request]] = {}  # run_id -> callers answered when the run settles
+        self._run_open = False
         self.state: WorldState | None = None  # loaded lazily so a storage outage is an error reply, not a hang
 
     def on_receive(self, message: object) -> None:
         if isinstance(message, Request):
             try:
-                reply = self._serve(message.command)
+                reply = self._serve(message)
             except BaseException:  # even a failing logger must not leave a caller waiting forever
                 self.state = None
                 reply = error_reply(500, "internal error; retry")
-            if self.state is not None and self.state.world is None:
-                self._tell_directory(WorldVacant(world_id=self.world_id, actor_urn=self.actor_urn))
-            message.reply(reply)
+            if reply is not None:
+                message.reply(reply)
+            self._report_status()
 
-    def _serve(self, command: Command) -> Reply:
+    def _report_status(self) -> None:
+        if self.state is None:
+            return
+        if self.state.world is None and self.state.open_run() is None:
+            self._tell_directory(WorldVacant(world_id=self.world_id, actor_urn=self.actor_urn))
+        is_open = self.state.open_run() is not None
+        if is_open != self._run_open:
+            self._run_open = is_open
+            self._tell_directory(RunOpen(world_id=self.world_id, actor_urn=self.actor_urn, open=is_open))
+
+    def _serve(self, request: Request) -> Reply | None:
+        command = request.command
         bound = log.bind(world_id=self.world_id, kind=type(command).__name__,
                          correlation_id=command.correlation_id)
         try:
-            reply = self._dispatch(command)
+            reply = self._dispatch(request)
         except CommandRejected as exc:
             reply = error_reply(exc.status, exc.detail)
         except StorageUnavailable as exc:
             bound.error("storage_unavailable", error=str(exc))
-            self.state = None
-            reply = error_reply(503, "storage unavailable; retry")
+            reply = self._reset(request, 503, "storage unavailable; retry")
         except StaleWriter:
             bound.error("world_fenced_off")
             self._stop_fenced()
-            reply = error_reply(503, "world was changed by another writer; retry")
+            reply = self._reset(request, 503, "world was changed by another writer; retry")
         except _UnknownOutcome:
             bound.error("commit_unanswered")
-            self.state = None
-            reply = error_reply(503, "the write's outcome is unknown; read the world before retrying")
+            reply = self._reset(request, 503, "the write's outcome is unknown; read the world before retrying")
         except Exception as exc:  # an actor must outlive any one command: reload and answer
             bound.exception("command_failed", error=repr(exc))
-            self.state = None
-            reply = error_reply(500, "internal error; retry")
-        if is_mutation(command):
+            reply = self._reset(request, 500, "internal error; retry")
+        if reply is not None and is_mutation(command) and not isinstance(command, (AckActivation, ApplyTick)):
             bound.info("command", status=reply.status)
         return reply
 
-    def _dispatch(self, command: Command) -> Reply:
+    def _reset(self, request: Request, status: int, detail: str) -> Reply | None:
+        """Memory may be ahead of SQL: drop it (the next message reloads) and release parked callers, who
+        retry with the same run id and attach to the run again. ``None`` when ``request`` was one of them."""
+        self.state = None
+        reply = error_reply(status, detail)
+        parked = [waiter for waiters in self._waiters.values() for waiter in waiters]
+        self._waiters.clear()
+        for waiter in parked:
+            waiter.reply(reply)
+        return None if any(waiter is request for waiter in parked) else reply
+
+    def _dispatch(self, request: Request) -> Reply | None:
+        command = request.command
         state = self._loaded()
         if isinstance(command, GetAudit):
             return self._audit(state, command)
         now = self._clock()
+        special = self._APPLY_HANDLERS.get(type(command))
+        if special is not None:
+            return special(self, request, now)
         if is_mutation(command):
-            outcome = handle(state, command, now)
-            self._persist(state, command, outcome, now)
-        else:
-            outcome = answer(state, command, now)
+            return self._mutate(state, command, now)
+        outcome = answer(state, command, now)
         self.state = outcome.state
+        return _to_reply(outcome)
+
+    def _mutate(self, state: WorldState, command: Command, now: datetime) -> Reply:
+        if command.command_id is not None:
+            stored = self._store.command_reply(self.world_id, command.command_id)
+            if stored is not None:  # a redelivered command: the first outcome, not a second application
+                return Reply(status=stored[0], body=stored[1])
+        outcome = handle(state, command, now)
+        if command.command_id is not None:
+            outcome.effects.append(RememberCommand(command_id=command.command_id, status=outcome.status,
+                                                   reply=msgspec.to_builtins(outcome.reply)))
+        self._persist(outcome, command.actor, command.correlation_id, now)
         return _to_reply(outcome)
 
     def _loaded(self) -> WorldState:
         if self.state is None:
             self.state = self._store.load_world(self.world_id)
+            self._resume()
         return self.state
 
-    def _persist(self, before: WorldState, command: Command, outcome: Outcome, now: datetime) -> None:
-        if not outcome.effects:
+    # --- apply runs ------------------------------------------------------------------------------
+
+    def _start_apply(self, request: Request, now: datetime) -> Reply | None:
+        command = request.command
+        assert isinstance(command, StartApply)
+        fresh = command.body.run_id not in self._state.runs
+        outcome = apply.begin(self._state, command, now, self._apply)
+        if fresh:
+            self._persist(outcome, command.actor, command.correlation_id, now)
+            crash_point("apply.after_freeze")
+        run_id = command.body.run_id
+        self._waiters.setdefault(run_id, []).append(request)
+        if fresh:
+            self._drive(run_id, command)
+        return self._settle(run_id, first_answer=fresh)
+
+    def _on_ack(self, request: Request, now: datetime) -> Reply:
+        command = request.command
+        assert isinstance(command, AckActivation)
+        outcome = apply.record_ack(self._state, command, now)
+        if outcome is not None:
+            self._persist(outcome, command.actor, command.correlation_id, now)
+            self._drive(command.run_id, command)
+            self._settle(command.run_id, first_answer=True)
+        return Reply(status=202)
+
+    def _on_tick(self, request: Request, now: datetime) -> Reply:
+        run = self._state.open_run()
+        if run is None:
+            return Reply(status=204)
+        outcome = apply.tick(self._state, now, self._apply)
+        if outcome is not None:
+            self._persist(outcome, None, None, now)
+        self._drive(run.run_id, request.command)
+        self._settle(run.run_id, first_answer=True)
+        return Reply(status=204)
+
+    def _resume(self) -> None:
+        """A freshly loaded world with an open run (after a restart or a reload): re-send what it waits
+        for, then carry it on from its persisted phase."""
+        run = self._state.open_run()
+        if run is None:
             return
-        item = WriteItem(world_id=self.world_id, expected_version=before.row_version,
+        log.info("apply_resumed", world_id=self.world_id, run_id=run.run_id, phase=run.phase)
+        now = self._clock()
+        outcome = apply.resend_all(self._state, now)
+        if outcome is not None:
+            self._persist(outcome, None, None, now)
+        self._drive(run.run_id, None)
+
+    def _drive(self, run_id: str, command: Command | None) -> None:
+        """Take every transition that does not wait for ACKs, each committed before the next. A failure
+        inside a transition rolls the run back; a storage failure leaves it at its last committed phase."""
+        actor, correlation = (command.actor, command.correlation_id) if command else (None, None)
+        while True:
+            now = self._clock()
+            try:
+                outcome = apply.advance(self._state, run_id, now, self._apply)
+                if outcome is None:
+                    return
+                phase = outcome.state.runs[run_id].phase
+                fault_point(f"apply.{phase}")
+            except (InjectedFault, CommandRejected) as exc:
+                log.error("apply_failed", world_id=self.world_id, run_id=run_id, error=str(exc))
+                self._persist(apply.rollback(self._state, run_id, str(exc), now), actor, correlation, now)
+                return
+            self._persist(outcome, actor, correlation, now)
+            crash_point(f"apply.after_{phase}")
+
+    def _settle(self, run_id: str, first_answer: bool) -> Reply | None:
+        """Answer a run's parked callers once it completed, rolled back or is held awaiting ACKs."""
+        try:
+            settled = apply.settled_reply(self._state.runs[run_id], first_answer)
+        except CommandRejected as exc:
+            settled = (exc.status, ErrorBody(detail=exc.detail))
+        if settled is None:
+            return None
+        reply = Reply(status=settled[0], body=settled[1])
+        waiters = self._waiters.pop(run_id, [])
+        if waiters:
+            log.info("command", world_id=self.world_id, kind="StartApply", run_id=run_id, status=reply.status,
+                     phase=self._state.runs[run_id].phase, callers=len(waiters))
+        for waiter in waiters:
+            waiter.reply(reply)
+        return None
+
+    @property
+    def _state(self) -> WorldState:
+        assert self.state is not None
+        return self.state
+
+    _APPLY_HANDLERS: dict[type, Callable[[WorldActor, Request, datetime], Reply | None]] = {
+        StartApply: _start_apply, AckActivation: _on_ack, ApplyTick: _on_tick,
+    }
+
+    # --- persistence -----------------------------------------------------------------------------
+
+    def _persist(self, outcome: Outcome, actor: str | None, correlation_id: str | None, now: datetime) -> None:
+        if not outcome.effects:
+            self.state = outcome.state
+            return
+        before = self._state.row_version
+        item = WriteItem(world_id=self.world_id, expected_version=before,
                          activation_counter=outcome.state.activation_counter, effects=outcome.effects,
-                         actor=command.actor, correlation_id=command.correlation_id, created_at=iso_z(now))
+                         actor=actor, correlation_id=correlation_id, created_at=iso_z(now))
         done = pykka.ThreadingFuture()
         self._writer.tell(WriteRequest(item=item, done=done))
         try:
@@ -130,15 +282,19 @@ class WorldActor(pykka.ThreadingActor):
             raise _UnknownOutcome() from None
         if result is not None:
             raise result
-        outcome.state.row_version = before.row_version + 1
+        outcome.state.row_version = before + 1
+        self.state = outcome.state
         self._project(outcome)
 
     def _project(self, outcome: Outcome) -> None:
         """Told, not asked: the projection actor applies a world's updates in mailbox order, records a
         failed write for repair, and SQL (already committed) stays the record; waiting would only add a
-        thread hop to every write."""
+        thread hop to every write. A removal rewrites the world's whole projection."""
         state = outcome.state
         try:
+            if any(isinstance(e, RemoveActivation) for e in outcome.effects):
+                self._projection.replace(self.world_id, state.activation_counter, state.activation)
+                return
             for effect in outcome.effects:
                 if isinstance(effect, SaveActivation):
                     self._projection.put_entry(self.world_id, state.activation_counter, effect.strategy_id,

@@ -94,14 +94,21 @@ def put_activation(state: WorldState, cmd: PutActivation, now: datetime) -> Outc
     return Outcome(state=new_state, effects=effects, reply=reply)
 
 
-def _activation_event(world_id: str, sid: str, side: str, entry: ActivationEntry, digest: str, counter: int,
-                      cmd: PutActivation, now: datetime) -> OutboxEvent:
+def activation_event(world_id: str, sid: str, side: str, entry: ActivationEntry, digest: str, counter: int,
+                     correlation_id: str, now: datetime, **extra: Any) -> OutboxEvent:
+    """The reference's ``activation_updated`` data (nulls dropped); ``extra`` carries apply's ``phase``,
+    ``requires_ack`` and ``sequence``. ``version`` is the event schema version, never the counter."""
     data = {k: v for k, v in msgspec.to_builtins(entry).items() if v is not None}
     data.update(world_id=world_id, strategy_id=sid, side=side, run_id=entry.run_id or "", state_hash=digest,
-                version=1)
+                version=1, **extra)
     key = f"activation_updated:{world_id}:{entry.etag}:{entry.run_id or ''}:{counter}"
-    return cloudevent(ACTIVATION_TOPIC, "activation_updated", world_id, data, key,
-                      cmd.correlation_id or f"activation:{world_id}:{entry.run_id or ''}", now)
+    return cloudevent(ACTIVATION_TOPIC, "activation_updated", world_id, data, key, correlation_id, now)
+
+
+def _activation_event(world_id: str, sid: str, side: str, entry: ActivationEntry, digest: str, counter: int,
+                      cmd: PutActivation, now: datetime) -> OutboxEvent:
+    return activation_event(world_id, sid, side, entry, digest, counter,
+                            cmd.correlation_id or f"activation:{world_id}:{entry.run_id or ''}", now)
 
 
 def get_activation(state: WorldState, strategy_id: str, side: str) -> ActivationEnvelope:
@@ -123,6 +130,10 @@ def fold_audit(results: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[int, d
             counter = max(counter, int(result["version"]))
             fields = {k: result[k] for k in ActivationEntry.__struct_fields__ if k in result}
             entries.setdefault(result["strategy_id"], {})[result["side"]] = msgspec.convert(fields, ActivationEntry)
+        elif event == "activation_removed":
+            counter = max(counter, int(result["version"]))
+            entries.get(result["strategy_id"], {}).pop(result["side"], None)
+            entries = {sid: sides for sid, sides in entries.items() if sides}
         elif event == "world_deleted":
             entries = {}
     return counter, entries

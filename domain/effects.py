@@ -11,6 +11,7 @@ from typing import Any, Literal
 import msgspec
 
 from messages.activation import ActivationEntry
+from messages.apply import ApplyRun, EdgeOverride
 from messages.decisions import HistoryEntry
 from messages.policies import PolicyInfo
 from messages.worlds import WorldRecord
@@ -46,6 +47,34 @@ class SaveActivation(msgspec.Struct, tag=True):
     entry: ActivationEntry
 
 
+class RemoveActivation(msgspec.Struct, tag=True):
+    """Drop one entry (a rollback removing a strategy the run had added)."""
+
+    strategy_id: str
+    side: str
+
+
+class SaveApplyRun(msgspec.Struct, tag=True):
+    run: ApplyRun
+
+
+class SaveEdge(msgspec.Struct, tag=True):
+    edge: EdgeOverride
+
+
+class RemoveEdge(msgspec.Struct, tag=True):
+    src: str
+    dst: str
+
+
+class RememberCommand(msgspec.Struct, tag=True):
+    """A command id applied with this outcome: a redelivered command gets the stored reply instead."""
+
+    command_id: str
+    status: int
+    reply: Any
+
+
 class SaveHistory(msgspec.Struct, tag=True):
     entry: HistoryEntry
 
@@ -64,4 +93,5 @@ class OutboxEvent(msgspec.Struct, tag=True):
     cloudevent: dict[str, Any]
 
 
-Effect = SaveWorld | RemoveWorld | SavePolicy | SaveStrategies | SaveActivation | SaveHistory | AuditRecord | OutboxEvent
+Effect = (SaveWorld | RemoveWorld | SavePolicy | SaveStrategies | SaveActivation | RemoveActivation | SaveHistory
+          | SaveApplyRun | SaveEdge | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent)

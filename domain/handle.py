@@ -8,12 +8,13 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, policies, worlds
+from domain import activation, apply, policies, worlds
 from domain.decide import decide
 from domain.state import Outcome, WorldState, require_world
 from messages import commands as c
 from messages.activation import StateHashOut
 from messages.bindings import StrategiesOut
+from messages.errors import conflict
 from messages.policies import PolicyVersionRef
 
 _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
@@ -29,13 +30,21 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
 }
 
 
+# While a run is open its freeze must hold: nothing else may rewrite the activation set or decisions.
+_BLOCKED_DURING_APPLY = (c.PutActivation, c.SetDecisions, c.DeleteWorld)
+_APPLY_MESSAGES = (c.StartApply, c.AckActivation, c.ApplyTick)
+
+
 def handle(state: WorldState, command: c.Command, now: datetime) -> Outcome:
     """Apply one mutation. Raises ``CommandRejected`` when a rule refuses it (state untouched)."""
+    running = state.open_run() if isinstance(command, _BLOCKED_DURING_APPLY) else None
+    if running is not None:
+        raise conflict(f"apply in progress: run {running.run_id!r} is {running.phase}")
     return _MUTATIONS[type(command)](state, command, now)
 
 
 def is_mutation(command: c.Command) -> bool:
-    return type(command) in _MUTATIONS
+    return type(command) in _MUTATIONS or isinstance(command, _APPLY_MESSAGES)
 
 
 def _state_hash(state: WorldState) -> StateHashOut:
@@ -59,6 +68,8 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetActivation: lambda s, q, now: activation.get_activation(s, q.strategy_id, q.side),
     c.GetStateHash: lambda s, q, now: _state_hash(s),
     c.GetHistory: lambda s, q, now: worlds.history_out(s),
+    c.Evaluate: apply.evaluate,
+    c.GetApplyRun: lambda s, q, now: apply.run_out(s, q.run_id),
 }
 
 

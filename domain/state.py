@@ -8,6 +8,7 @@ import msgspec
 
 from domain.effects import Effect, PolicyVersion
 from messages.activation import ActivationEntry
+from messages.apply import ApplyRun, EdgeOverride
 from messages.decisions import HistoryEntry
 from messages.errors import not_found
 from messages.worlds import WorldRecord
@@ -32,6 +33,12 @@ class WorldState(msgspec.Struct, kw_only=True):
     activation: dict[str, dict[str, ActivationEntry]] = {}
     history: dict[str, HistoryEntry] = {}
     last_decision: LastDecision | None = None
+    runs: dict[str, ApplyRun] = {}
+    edges: dict[str, EdgeOverride] = {}
+
+    def open_run(self) -> ApplyRun | None:
+        """At most one run per world is not terminal."""
+        return next((run for run in self.runs.values() if run.is_open), None)
 
 
 class Outcome(msgspec.Struct, kw_only=True):

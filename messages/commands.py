@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from messages.activation import ActivationRequest
+from messages.apply import ApplyRequest, EvaluateRequest
 from messages.bindings import StrategiesRequest
 from messages.decisions import HistoryRequest
 from messages.policies import PolicyRequest, SetDefaultRequest
@@ -66,9 +67,25 @@ class PutHistory(Command, tag="put_history"):
     body: HistoryRequest
 
 
+class StartApply(Command, tag="apply"):
+    body: ApplyRequest
+
+
+class AckActivation(Command, tag="ack_activation"):
+    """A Gateway acknowledged one sequenced activation event of a run."""
+
+    run_id: Identifier
+    sequence: int
+    phase: str
+
+
+class ApplyTick(Command, tag="apply_tick"):
+    """Timer: check a world's open run for ACK gap timeouts, its deadline and re-sends."""
+
+
 Mutation = Union[
     CreateWorld, UpdateWorld, DeleteWorld, AddPolicy, SetDefaultPolicy, AddBindings, SetDecisions,
-    PutActivation, PutHistory,
+    PutActivation, PutHistory, StartApply,
 ]
 
 # --- reads -----------------------------------------------------------------------------------------
@@ -119,6 +136,14 @@ class GetHistory(Command, tag="get_history"):
     pass
 
 
+class Evaluate(Command, tag="evaluate"):
+    body: EvaluateRequest
+
+
+class GetApplyRun(Command, tag="get_apply_run"):
+    run_id: Identifier
+
+
 class GetAudit(Command, tag="get_audit"):
     after: Annotated[int, Meta(ge=0)] = 0
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
@@ -126,7 +151,7 @@ class GetAudit(Command, tag="get_audit"):
 
 Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
-    GetActivation, GetStateHash, GetHistory, GetAudit,
+    GetActivation, GetStateHash, GetHistory, GetAudit, Evaluate, GetApplyRun,
 ]
 
 AnyCommand = Union[Mutation, Query]

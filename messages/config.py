@@ -11,10 +11,11 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
+from msgspec import Meta
 
 ENV_PREFIX = "WORLDSERVICE__"
 _INLINE_SERVER_KEYS = ("dsn", "redis", "controlbus_brokers", "controlbus_topic", "bind", "auth",
@@ -56,12 +57,44 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True):
     auto_migrate: bool | None = None  # None: on in dev, off in prod (run `worldservice migrate`)
 
 
+class ApplyConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The 2-phase apply. ``await_acks`` None: on exactly when a Kafka ControlBus is configured."""
+
+    await_acks: bool | None = None
+    activation_gap_timeout_ms: Annotated[int, Meta(ge=1)] = 3000
+    timeout_policy: Literal["hold_frozen", "rollback"] = "hold_frozen"
+    deadline_ms: Annotated[int, Meta(ge=1)] = 30_000
+    resend_initial_ms: Annotated[int, Meta(ge=1)] = 500
+    resend_max_ms: Annotated[int, Meta(ge=1)] = 8000
+    tick_interval_ms: Annotated[int, Meta(ge=10)] = 200
+
+
+def _default_topics() -> dict[str, str]:
+    return {"activation": "activation", "policy": "policy", "rebalancing_planned": "rebalancing_planned"}
+
+
+class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Kafka topics. ``topics`` maps each event family to its topic (the names a reference Gateway routes
+    on); unlike the reference, event types are never mixed on one topic."""
+
+    topics: dict[str, str] = msgspec.field(default_factory=_default_topics)
+    ack_topic: str = "control.activation.ack"
+    commands_topic: str = "worldservice.commands"
+    commands_dlq_topic: str = "worldservice.commands.dlq"
+    commands_enabled: bool = True
+    group_id: str = "worldservice"
+    send_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
+    relay_retry_ms: Annotated[int, Meta(ge=10)] = 1000
+
+
 class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data_dir: str = "./data"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     actors: ActorsConfig = msgspec.field(default_factory=ActorsConfig)
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+    apply: ApplyConfig = msgspec.field(default_factory=ApplyConfig)
+    controlbus: ControlBusConfig = msgspec.field(default_factory=ControlBusConfig)
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):
@@ -74,6 +107,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
 
     def sql_dsn(self) -> str:
         return self.server.dsn or f"sqlite:///{Path(self.worldservice.data_dir) / 'worldservice.sqlite3'}"
+
+    def await_acks(self) -> bool:
+        flag = self.worldservice.apply.await_acks
+        return bool(self.server.controlbus_brokers) if flag is None else flag
 
     def auto_migrate(self) -> bool:
         flag = self.worldservice.storage.auto_migrate

@@ -93,8 +93,40 @@ outbox = sa.Table(
     sa.Index("ix_outbox_pending", "sent_at", "id"),
 )
 
+# Every apply run, kept forever: a run id is idempotent at any age, across restarts and re-creation.
+apply_runs = sa.Table(
+    "apply_runs", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(256), primary_key=True),
+    sa.Column("plan_hash", sa.String(80), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Index("ix_apply_runs_phase", "phase"),
+)
+
+edge_overrides = sa.Table(
+    "edge_overrides", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("src", sa.String(64), primary_key=True),
+    sa.Column("dst", sa.String(64), primary_key=True),
+    sa.Column("record", sa.JSON, nullable=False),
+)
+
+# Command ids already applied (Kafka redelivery, client retries), with the reply that was given.
+processed_commands = sa.Table(
+    "processed_commands", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("command_id", sa.String(256), primary_key=True),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("reply", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
 # Tables holding a world's current state: cleared when the world is deleted (audit and counters stay).
 WORLD_STATE_TABLES = {
     worlds: worlds.c.id, policies: policies.c.world_id, bindings: bindings.c.world_id,
     decisions: decisions.c.world_id, activations: activations.c.world_id, history: history.c.world_id,
+    edge_overrides: edge_overrides.c.world_id,
 }

@@ -12,12 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.effects import (
-    AuditRecord, Effect, OutboxEvent, PolicyVersion, RemoveWorld, SaveActivation, SaveHistory, SavePolicy,
-    SaveStrategies, SaveWorld,
+    AuditRecord, Effect, OutboxEvent, PolicyVersion, RememberCommand, RemoveActivation, RemoveEdge, RemoveWorld,
+    SaveActivation, SaveApplyRun, SaveEdge, SaveHistory, SavePolicy, SaveStrategies, SaveWorld,
 )
 from domain.state import WorldState
 from domain.timefmt import iso_z
 from messages.activation import ActivationEntry
+from messages.apply import ApplyRun, EdgeOverride
 from messages.audit import AuditEntry, AuditPage
 from messages.decisions import HistoryEntry
 from messages.worlds import WorldRecord
@@ -66,7 +67,14 @@ class _Statements:
             v.c.world_id == sa.bindparam("w"), v.c.row_version == sa.bindparam("expected")
         ).values(row_version=sa.bindparam("next_version"), activation_counter=sa.bindparam("counter"))
         self.upsert = {table: self._upsert(insert, table) for table in
-                       (t.worlds, t.policies, t.decisions, t.activations, t.history)}
+                       (t.worlds, t.policies, t.decisions, t.activations, t.history, t.apply_runs,
+                                     t.edge_overrides)}
+        a, e = t.activations, t.edge_overrides
+        self.delete_activation = a.delete().where(a.c.world_id == sa.bindparam("w"),
+                                                  a.c.strategy_id == sa.bindparam("sid"), a.c.side == sa.bindparam("side"))
+        self.delete_edge = e.delete().where(e.c.world_id == sa.bindparam("w"), e.c.src == sa.bindparam("src"),
+                                            e.c.dst == sa.bindparam("dst"))
+        self.insert_command = t.processed_commands.insert()
         self.delete_bindings = t.bindings.delete().where(t.bindings.c.world_id == sa.bindparam("w"))
         self.insert_bindings = t.bindings.insert()
         self.insert_audit = t.audit_log.insert()
@@ -90,6 +98,8 @@ class SqlStore:
             SaveWorld: self._save_world, RemoveWorld: self._remove_world, SavePolicy: self._save_policy,
             SaveStrategies: self._save_strategies, SaveActivation: self._save_activation,
             SaveHistory: self._save_history, AuditRecord: self._insert_audit, OutboxEvent: self._insert_outbox,
+            RemoveActivation: self._remove_activation, SaveApplyRun: self._save_run, SaveEdge: self._save_edge,
+            RemoveEdge: self._remove_edge, RememberCommand: self._remember_command,
         }
 
     # --- writes ----------------------------------------------------------------------------------
@@ -172,6 +182,29 @@ class SqlStore:
             "world_id": item.world_id, "strategy_id": effect.strategy_id, "side": effect.side,
             "entry": msgspec.to_builtins(effect.entry)})
 
+    def _remove_activation(self, conn: sa.Connection, item: WriteItem, effect: RemoveActivation) -> None:
+        conn.execute(self._sql.delete_activation, {"w": item.world_id, "sid": effect.strategy_id, "side": effect.side})
+
+    def _save_run(self, conn: sa.Connection, item: WriteItem, effect: SaveApplyRun) -> None:
+        run = effect.run
+        conn.execute(self._sql.upsert[t.apply_runs], {
+            "world_id": item.world_id, "run_id": run.run_id, "plan_hash": run.plan_hash, "phase": run.phase,
+            "record": msgspec.to_builtins(run), "started_at": run.started_at, "updated_at": run.updated_at})
+
+    def _save_edge(self, conn: sa.Connection, item: WriteItem, effect: SaveEdge) -> None:
+        edge = effect.edge
+        conn.execute(self._sql.upsert[t.edge_overrides], {"world_id": item.world_id, "src": edge.src,
+                                                          "dst": edge.dst, "record": msgspec.to_builtins(edge)})
+
+    def _remove_edge(self, conn: sa.Connection, item: WriteItem, effect: RemoveEdge) -> None:
+        conn.execute(self._sql.delete_edge, {"w": item.world_id, "src": effect.src, "dst": effect.dst})
+
+    def _remember_command(self, conn: sa.Connection, item: WriteItem, effect: RememberCommand) -> None:
+        """A second insert of the same id fails the item: the command was applied concurrently elsewhere."""
+        conn.execute(self._sql.insert_command, {
+            "world_id": item.world_id, "command_id": effect.command_id, "status": effect.status,
+            "reply": msgspec.to_builtins(effect.reply), "created_at": item.created_at})
+
     def _save_history(self, conn: sa.Connection, item: WriteItem, effect: SaveHistory) -> None:
         conn.execute(self._sql.upsert[t.history], {
             "world_id": item.world_id, "strategy_id": effect.entry.strategy_id,
@@ -220,6 +253,23 @@ class SqlStore:
         with self.engine.connect() as conn:
             return list(conn.execute(sa.select(t.worlds.c.id).order_by(t.worlds.c.id)).scalars())
 
+    def command_reply(self, world_id: str, command_id: str) -> tuple[int, Any] | None:
+        """The stored outcome of an already applied command id, if any."""
+        p = t.processed_commands
+        query = sa.select(p.c.status, p.c.reply).where(p.c.world_id == world_id, p.c.command_id == command_id)
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+        except sa.exc.DBAPIError as exc:
+            raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
+        return (row.status, row.reply) if row else None
+
+    def worlds_with_open_runs(self) -> list[str]:
+        r = t.apply_runs
+        query = sa.select(r.c.world_id).where(r.c.phase.not_in(("completed", "rolled_back"))).distinct()
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(query).scalars())
+
     def pending_outbox(self, after: int = 0, limit: int = 500) -> list[tuple[int, str, str, dict[str, Any]]]:
         o = t.outbox
         query = sa.select(o.c.id, o.c.world_id, o.c.topic, o.c.payload) \
@@ -232,6 +282,9 @@ def _load(conn: sa.Connection, world_id: str) -> WorldState:
     versions = conn.execute(sa.select(t.world_versions).where(t.world_versions.c.world_id == world_id)).first()
     state = WorldState(world_id=world_id, row_version=versions.row_version if versions else 0,
                        activation_counter=versions.activation_counter if versions else 0)
+    runs = {r.run_id: r for r in (msgspec.convert(rec, ApplyRun) for rec in conn.execute(
+        sa.select(t.apply_runs.c.record).where(t.apply_runs.c.world_id == world_id)).scalars())}
+    state = msgspec.structs.replace(state, runs=runs)
     record = conn.execute(sa.select(t.worlds.c.record).where(t.worlds.c.id == world_id)).scalar()
     if record is None:
         return state
@@ -244,6 +297,8 @@ def _load(conn: sa.Connection, world_id: str) -> WorldState:
         activation=_load_activation(conn, world_id),
         history={r.strategy_id: msgspec.convert(r.entry, HistoryEntry) for r in conn.execute(
             sa.select(t.history).where(t.history.c.world_id == world_id))},
+        edges={f"{e.src}->{e.dst}": e for e in (msgspec.convert(rec, EdgeOverride) for rec in conn.execute(
+            sa.select(t.edge_overrides.c.record).where(t.edge_overrides.c.world_id == world_id)).scalars())},
     )
 
 

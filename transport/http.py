@@ -23,6 +23,7 @@ from actors.system import ActorSystem
 from domain.policies import PRESETS
 from messages import commands as c
 from messages.activation import ActivationEnvelope, ActivationRequest, StateHashOut
+from messages.apply import ApplyAck, ApplyRequest, ApplyRunOut, EvaluateRequest, EvaluateResponse
 from messages.audit import AuditEntry
 from messages.bindings import StrategiesOut, StrategiesRequest
 from messages.decisions import DecisionEnvelope, HistoryOut, HistoryRequest
@@ -85,7 +86,8 @@ def _header(request: Request, name: str, max_length: int) -> str | None:
 def _caller(request: Request) -> dict[str, Any]:
     """Who asked and under which correlation id: recorded on every audit entry."""
     return {"actor": _header(request, "X-Caller-Sub", 256),
-            "correlation_id": _header(request, CORRELATION_HEADER, 128) or uuid.uuid4().hex}
+            "correlation_id": _header(request, CORRELATION_HEADER, 128) or uuid.uuid4().hex,
+            "command_id": _header(request, "Idempotency-Key", 256)}
 
 
 async def _run(request: Request, command_type: type, world_id: str, **fields: Any) -> Reply:
@@ -264,6 +266,28 @@ class ActivationController(Controller):
         return _respond(request, await _run(request, c.GetStateHash, world_id))
 
 
+class ApplyController(Controller):
+    path = "/worlds/{world_id:str}"
+    tags = ["apply"]
+
+    @post("/evaluate", status_code=200, responses=_errors(404, 422))
+    async def evaluate(self, request: Request, world_id: FromPath[str],
+                       data: JSONBody[EvaluateRequest]) -> Response[EvaluateResponse]:
+        """Policy selection only: the active set an apply of these metrics would choose; nothing changes."""
+        return _respond(request, await _run(request, c.Evaluate, world_id, body=data))
+
+    @post("/apply", status_code=200, responses={**_errors(404, 409, 422, 500),
+                                                202: ResponseSpec(data_container=ApplyAck, description="held")})
+    async def apply(self, request: Request, world_id: FromPath[str], data: JSONBody[ApplyRequest]) -> Response[ApplyAck]:
+        """Freeze -> switch -> unfreeze. Answers when the run completed (200), rolled back (500; a repeat
+        of the run id then answers 200 ``ok: false``), or is held awaiting Gateway ACKs (202)."""
+        return _respond(request, await _run(request, c.StartApply, world_id, body=data))
+
+    @get("/apply/{run_id:str}", responses=_errors(404))
+    async def get_run(self, request: Request, world_id: FromPath[str], run_id: FromPath[str]) -> Response[ApplyRunOut]:
+        return _respond(request, await _run(request, c.GetApplyRun, world_id, run_id=run_id))
+
+
 @get(["/healthz", "/health"], tags=["operations"])
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -295,7 +319,7 @@ async def openapi_json(request: Request) -> dict[str, Any]:
 def create_app(edge: Edge) -> Litestar:
     app = Litestar(
         route_handlers=[WorldsController, PoliciesController, StrategiesController, ActivationController,
-                        list_presets, healthz, readyz, metrics, openapi_json],
+                        ApplyController, list_presets, healthz, readyz, metrics, openapi_json],
         exception_handlers={HTTPException: client_error_handler},
         openapi_config=OpenAPIConfig(title="WorldService", version="1.0.0", path="/schema"),
         logging_config=None,  # the daemon owns logging (JSON lines); Litestar must not install handlers

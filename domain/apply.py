@@ -1,0 +1,437 @@
+"""The 2-phase apply run as a pure state machine.
+
+``freezing -> switching -> unfreezing -> completed``, or ``-> rolled_back`` (the rollback is one
+transaction, so ``rolling_back`` is never observable). Each function returns the next transition as an
+``Outcome`` whose effects the world actor commits before it takes the next step; the run record travels in
+every transition, so a daemon killed between two of them resumes from the last one.
+
+With ``await_acks`` a run waits in ``freezing`` until every freeze event is acknowledged and in
+``unfreezing`` until every unfreeze event is; ``tick`` handles the gap timeout, the deadline and re-sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from domain.activation import activation_etag, activation_event, state_hash
+from domain.effects import (
+    AuditRecord, Effect, OutboxEvent, RemoveActivation, RemoveEdge, SaveActivation, SaveApplyRun, SaveEdge,
+    SaveStrategies,
+)
+from domain.events import cloudevent
+from domain.gating import GatingPlan, parse_gating
+from domain.hashing import blake3_hex, canonical_json
+from domain.policies import POLICY_TOPIC, default_policy, normalise
+from domain.selection import parse_correlations, select
+from domain.state import Outcome, WorldState, require_world
+from domain.timefmt import iso_z, parse_iso
+from messages.activation import ActivationEntry
+from messages.apply import (
+    ApplyAck, ApplyRequest, ApplyRun, ApplyRunOut, EdgeOverride, EvaluateRequest, EvaluateResponse, RunEvent,
+    RunEventOut,
+)
+from messages.commands import AckActivation, Evaluate, StartApply
+from messages.errors import CommandRejected, conflict, not_found, unprocessable
+from messages.policies import PolicyRequest
+
+Entries = dict[str, dict[str, ActivationEntry]]
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    await_acks: bool = False
+    gap_timeout_ms: int = 3000
+    timeout_policy: str = "hold_frozen"  # or "rollback"
+    deadline_ms: int = 60_000
+    resend_initial_ms: int = 500
+    resend_max_ms: int = 8000
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """``begin``'s reply when a run was started (or is running): answer once it settles."""
+
+    run_id: str
+
+
+def _stamp(moment: datetime) -> str:
+    """Run timers need sub-second precision; wire timestamps keep the reference's seconds."""
+    return moment.isoformat()
+
+
+# --- selecting the target set ----------------------------------------------------------------------
+
+
+def plan_hash(body: ApplyRequest) -> str:
+    """Everything that decides the outcome, without the run id: same id + other hash is a conflict."""
+    content = {k: v for k, v in msgspec.to_builtins(body).items() if k != "run_id"}
+    return blake3_hex(canonical_json(content))
+
+
+def _policy_for(state: WorldState, body: EvaluateRequest) -> tuple[Any, int | None]:
+    if body.policy is not None:
+        return normalise(PolicyRequest(policy=body.policy)), None
+    stored = default_policy(state)
+    if stored is None:
+        raise unprocessable("invalid policy: the request has no plan or policy and the world has no default policy")
+    return normalise(PolicyRequest(policy=stored.document)), stored.version
+
+
+def _selection(state: WorldState, body: EvaluateRequest) -> tuple[Any, int | None]:
+    policy, version = _policy_for(state, body)
+    previous = body.previous or state.decisions
+    return select(policy, body.metrics, list(previous), parse_correlations(body.correlations), body.stage), version
+
+
+def evaluate(state: WorldState, query: Evaluate, now: datetime) -> EvaluateResponse:
+    require_world(state)
+    result, _ = _selection(state, query.body)
+    return EvaluateResponse(active=result.active, ruleset_hash=result.ruleset_hash, notes=result.notes)
+
+
+def _target(state: WorldState, body: ApplyRequest) -> tuple[list[str], int | None]:
+    if body.plan is not None:
+        previous = set(body.previous or state.decisions)
+        return sorted((previous - set(body.plan.deactivate)) | set(body.plan.activate)), _default_version(state)
+    result, version = _selection(state, body)
+    return result.active, version if version is not None else _default_version(state)
+
+
+def _default_version(state: WorldState) -> int | None:
+    return state.world.default_policy_version if state.world else None
+
+
+# --- activation writes ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Writer:
+    """Accumulates one transition's activation writes: counters, etags, per-write state hashes, events."""
+
+    state: WorldState
+    run: ApplyRun
+    now: datetime
+
+    def __post_init__(self) -> None:
+        self.entries: Entries = {sid: dict(sides) for sid, sides in self.state.activation.items()}
+        self.counter = self.state.activation_counter
+        self.effects: list[Effect] = []
+        self.events: list[RunEvent] = list(self.run.events)
+        self.sequence = self.run.sequence
+
+    def write(self, sid: str, side: str, entry: ActivationEntry, phase: str) -> None:
+        self.counter += 1
+        entry = msgspec.structs.replace(entry, etag=activation_etag(self.state.world_id, sid, side, self.counter),
+                                        run_id=self.run.run_id, ts=iso_z(self.now))
+        self.entries.setdefault(sid, {})[side] = entry
+        self.sequence += 1
+        digest = state_hash(self.counter, self.entries)
+        event = activation_event(self.state.world_id, sid, side, entry, digest, self.counter,
+                                 f"activation:{self.state.world_id}:{self.run.run_id}", self.now,
+                                 phase=phase, requires_ack=True, sequence=self.sequence)
+        self.events.append(RunEvent(sequence=self.sequence, phase=phase, strategy_id=sid, side=side,  # type: ignore[arg-type]
+                                    etag=entry.etag, topic=event.topic, cloudevent=event.cloudevent))
+        result = {"version": self.counter, "strategy_id": sid, "side": side, **msgspec.to_builtins(entry)}
+        self.effects += [SaveActivation(strategy_id=sid, side=side, entry=entry),
+                         AuditRecord(event="activation_updated", request=None, result=result), event]
+
+    def remove(self, sid: str, side: str) -> None:
+        self.counter += 1
+        self.entries.get(sid, {}).pop(side, None)
+        self.entries = {s: sides for s, sides in self.entries.items() if sides}
+        self.effects += [RemoveActivation(strategy_id=sid, side=side),
+                         AuditRecord(event="activation_removed", request=None,
+                                     result={"version": self.counter, "strategy_id": sid, "side": side})]
+
+    def freeze_all(self, source: Entries) -> None:
+        for sid, side, entry in _ordered(source):
+            self.write(sid, side, msgspec.structs.replace(entry, active=False, freeze=True, drain=True), "freeze")
+
+    def outcome(self, run: ApplyRun, extra: Iterable[Effect], reply: Any = None, first: Iterable[Effect] = (),
+                **changes: Any) -> Outcome:
+        """``first`` effects precede the writes, ``extra`` follow them: the audit log reads in order."""
+        run = msgspec.structs.replace(run, sequence=self.sequence, events=self.events, updated_at=_stamp(self.now))
+        state = msgspec.structs.replace(self.state, activation=self.entries, activation_counter=self.counter,
+                                        runs={**self.state.runs, run.run_id: run}, **changes)
+        effects = [*first, *self.effects, *extra, SaveApplyRun(run=run)]
+        return Outcome(state=state, effects=effects, reply=reply)
+
+
+def _ordered(entries: Entries) -> list[tuple[str, str, ActivationEntry]]:
+    return [(sid, side, entries[sid][side]) for sid in sorted(entries) for side in sorted(entries[sid])]
+
+
+def _stage(run: ApplyRun, stage: str, **extra: Any) -> AuditRecord:
+    return AuditRecord(event="apply_stage", request=None, result={"stage": stage, "run_id": run.run_id, **extra})
+
+
+# --- transitions -------------------------------------------------------------------------------------
+
+
+def begin(state: WorldState, cmd: StartApply, now: datetime, settings: ApplySettings) -> Outcome:
+    """Start a run (requested + freeze in one commit), or answer a repeated run id from its record."""
+    require_world(state)
+    body, digest = cmd.body, plan_hash(cmd.body)
+    existing = state.runs.get(body.run_id)
+    if existing is not None:
+        if existing.plan_hash != digest:
+            raise conflict(f"run_id {body.run_id!r} was already used with a different plan")
+        return Outcome(state=state, effects=[], reply=RunStarted(existing.run_id))
+    running = state.open_run()
+    if running is not None:
+        raise conflict(f"apply in progress: run {running.run_id!r} is {running.phase}")
+    gating = parse_gating(body.gating_policy, body.stage)
+    target, policy_version = _target(state, body)
+    run = _new_run(state, body, digest, target, policy_version, gating, now, settings)
+    writer = _Writer(state, run, now)
+    requested = _stage(run, "requested", plan=msgspec.to_builtins(body.plan), active=target,
+                       gating_policy=gating.document if gating else None)
+    writer.freeze_all(state.activation)
+    run = _waiting(run, writer, "freeze", now, settings)
+    return writer.outcome(run, [_stage(run, "freeze")], reply=RunStarted(run.run_id), first=[requested])
+
+
+def _new_run(state: WorldState, body: ApplyRequest, digest: str, target: list[str], policy_version: int | None,
+             gating: GatingPlan | None, now: datetime, settings: ApplySettings) -> ApplyRun:
+    return ApplyRun(
+        world_id=state.world_id, run_id=body.run_id, plan_hash=digest, phase="freezing", target=target,
+        previous=list(state.decisions), snapshot=state.activation,
+        weights=dict(body.plan.weights) if body.plan else {}, policy_version=policy_version,
+        gating=gating.document if gating else None,
+        execution_domain=gating.execution_domain if gating else None,
+        dataset_fingerprint=gating.dataset_fingerprint if gating else None,
+        started_at=_stamp(now), updated_at=_stamp(now),
+        deadline=_stamp(now + timedelta(milliseconds=settings.deadline_ms)),
+    )
+
+
+def _waiting(run: ApplyRun, writer: _Writer, phase: str, now: datetime, settings: ApplySettings) -> ApplyRun:
+    """Start the ACK wait of ``phase`` when there is something to acknowledge."""
+    emitted = any(e.phase == phase for e in writer.events[len(run.events):])
+    if not (settings.await_acks and emitted):
+        return msgspec.structs.replace(run, waiting_since=None, next_resend_at=None, held=False)
+    first_resend = now + timedelta(milliseconds=settings.resend_initial_ms)
+    return msgspec.structs.replace(run, waiting_since=_stamp(now), next_resend_at=_stamp(first_resend),
+                                   held=False, resends=0)
+
+
+def awaiting(run: ApplyRun) -> str | None:
+    """The ACK phase the run waits for, if any."""
+    if run.waiting_since is None:
+        return None
+    phase = {"freezing": "freeze", "unfreezing": "unfreeze"}.get(run.phase)
+    return phase if phase and _unacked(run, phase) else None
+
+
+def _unacked(run: ApplyRun, phase: str) -> list[RunEvent]:
+    return [e for e in run.events if e.phase == phase and not e.acked]
+
+
+def advance(state: WorldState, run_id: str, now: datetime, settings: ApplySettings) -> Outcome | None:
+    """The run's next transition, or ``None`` when it waits for ACKs or is finished."""
+    run = state.runs.get(run_id)
+    if run is None or not run.is_open or awaiting(run) is not None:
+        return None
+    step = {"freezing": _switch, "switching": _unfreeze, "unfreezing": _complete}[run.phase]
+    return step(state, run, now, settings)
+
+
+def _switch(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySettings) -> Outcome:
+    run = msgspec.structs.replace(run, phase="switching", waiting_since=None, held=False)
+    writer = _Writer(state, run, now)
+    edges, edge_effects, before = _toggle_edges(state, run, now)
+    run = msgspec.structs.replace(run, edges_before=before)
+    extra: list[Effect] = [SaveStrategies(table="decisions", strategies=run.target), *edge_effects]
+    extra += _policy_notice(state, run, now)
+    extra.append(_stage(run, "switch", active=run.target, execution_domain=run.execution_domain,
+                        dataset_fingerprint=run.dataset_fingerprint))
+    return writer.outcome(run, extra, decisions=list(run.target), edges=edges)
+
+
+def _edge_key(src: str, dst: str) -> str:
+    return f"{src}->{dst}"
+
+
+def _toggle_edges(state: WorldState, run: ApplyRun, now: datetime) -> tuple[dict[str, EdgeOverride], list[Effect], dict[str, EdgeOverride | None]]:
+    gating = parse_gating(run.gating) if run.gating else None
+    if gating is None:
+        return state.edges, [], {}
+    edges, effects, before = dict(state.edges), [], {}
+    wanted = [(d, False, "pre_promotion_disable") for d in gating.disable_to]
+    wanted += [(d, True, "post_promotion_enable") for d in gating.enable_to]
+    for domain, active, why in wanted:
+        edge = EdgeOverride(src="domain:backtest", dst=f"domain:{domain}", active=active,
+                            reason=f"{why}:{run.run_id}", updated_at=iso_z(now))
+        key = _edge_key(edge.src, edge.dst)
+        before.setdefault(key, state.edges.get(key))
+        edges[key] = edge
+        effects.append(SaveEdge(edge=edge))
+    return edges, effects, before
+
+
+def _policy_notice(state: WorldState, run: ApplyRun, now: datetime) -> list[Effect]:
+    """``policy_updated`` at Switch, with the policy's real checksum (the reference hashed the active set)."""
+    policy = state.policies.get(run.policy_version) if run.policy_version is not None else None
+    if policy is None:
+        return []
+    data = {"world_id": state.world_id, "policy_version": policy.version, "checksum": policy.checksum,
+            "status": policy.status, "ts": iso_z(now), "version": 1}
+    key = f"policy_updated:{state.world_id}:{policy.version}:{policy.checksum}:apply:{run.run_id}"
+    return [cloudevent(POLICY_TOPIC, "policy_updated", state.world_id, data, key,
+                       f"policy:{state.world_id}:{policy.version}", now)]
+
+
+def _unfreeze(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySettings) -> Outcome:
+    """Snapshot entries reopen (active iff targeted, weights kept); new targets get long at their weight."""
+    run = msgspec.structs.replace(run, phase="unfreezing")
+    writer = _Writer(state, run, now)
+    target = set(run.target)
+    for sid, side, entry in _ordered(run.snapshot):
+        writer.write(sid, side, msgspec.structs.replace(entry, active=sid in target, freeze=False, drain=False),
+                     "unfreeze")
+    for sid in sorted(target - set(run.snapshot)):
+        entry = ActivationEntry(active=True, weight=run.weights.get(sid, 1.0), ts="", etag="")
+        writer.write(sid, "long", entry, "unfreeze")
+    run = _waiting(run, writer, "unfreeze", now, settings)
+    return writer.outcome(run, [_stage(run, "unfreeze")])
+
+
+def _complete(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySettings) -> Outcome:
+    run = msgspec.structs.replace(run, phase="completed", waiting_since=None, next_resend_at=None, held=False)
+    return _Writer(state, run, now).outcome(run, [_stage(run, "completed", active=run.target)])
+
+
+def rollback(state: WorldState, run_id: str, reason: str, now: datetime) -> Outcome:
+    """Restore the activation set and decisions from before the run, frozen (an audited hold an operator
+    clears with a new apply), under new etags: a counter is never reused, so no etag means two things."""
+    run = msgspec.structs.replace(state.runs[run_id], phase="rolled_back", waiting_since=None,
+                                  next_resend_at=None, held=False, error=reason)
+    writer = _Writer(state, run, now)
+    for sid, side, _ in _ordered(state.activation):
+        if side not in run.snapshot.get(sid, {}):
+            writer.remove(sid, side)
+    writer.freeze_all(run.snapshot)
+    edges, edge_effects = _restore_edges(state, run)
+    extra = [SaveStrategies(table="decisions", strategies=run.previous), *edge_effects,
+             _stage(run, "rolled_back", error=reason, active=run.previous)]
+    return writer.outcome(run, extra, decisions=list(run.previous), edges=edges)
+
+
+def _restore_edges(state: WorldState, run: ApplyRun) -> tuple[dict[str, EdgeOverride], list[Effect]]:
+    edges, effects = dict(state.edges), []
+    for key, previous in run.edges_before.items():
+        if previous is None:
+            current = edges.pop(key, None)
+            if current is not None:
+                effects.append(RemoveEdge(src=current.src, dst=current.dst))
+        else:
+            edges[key] = previous
+            effects.append(SaveEdge(edge=previous))
+    return edges, effects
+
+
+# --- ACKs and timers ----------------------------------------------------------------------------------
+
+
+def record_ack(state: WorldState, ack: AckActivation, now: datetime) -> Outcome | None:
+    """Mark one event acknowledged; duplicates, unknown runs and finished runs change nothing."""
+    run = state.runs.get(ack.run_id)
+    if run is None or not run.is_open:
+        return None
+    index = next((i for i, e in enumerate(run.events) if e.sequence == ack.sequence and e.phase == ack.phase), None)
+    if index is None or run.events[index].acked:
+        return None
+    events = list(run.events)
+    events[index] = msgspec.structs.replace(events[index], acked=True, acked_at=_stamp(now))
+    run = msgspec.structs.replace(run, events=events, updated_at=_stamp(now))
+    return Outcome(state=msgspec.structs.replace(state, runs={**state.runs, run.run_id: run}),
+                   effects=[SaveApplyRun(run=run)], reply=None)
+
+
+def tick(state: WorldState, now: datetime, settings: ApplySettings) -> Outcome | None:
+    """Deadline -> roll back; gap timeout -> hold (or roll back, per policy); due -> re-send unacked events."""
+    run = state.open_run()
+    if run is None:
+        return None
+    if now >= parse_iso(run.deadline):
+        return rollback(state, run.run_id, "deadline passed before the run completed", now)
+    phase = awaiting(run)
+    if phase is None:
+        return None
+    overdue = now - parse_iso(run.waiting_since or run.started_at) >= timedelta(milliseconds=settings.gap_timeout_ms)
+    if overdue and not run.held and settings.timeout_policy == "rollback":
+        return rollback(state, run.run_id, f"no ACK for every {phase} event within the gap timeout", now)
+    return _hold_and_resend(state, run, phase, overdue, now, settings)
+
+
+def _hold_and_resend(state: WorldState, run: ApplyRun, phase: str, overdue: bool, now: datetime,
+                     settings: ApplySettings) -> Outcome | None:
+    effects: list[Effect] = []
+    missing = _unacked(run, phase)
+    if overdue and not run.held:
+        run = msgspec.structs.replace(run, held=True)
+        effects.append(_stage(run, "awaiting_ack", ack_phase=phase, missing=[e.sequence for e in missing]))
+    if run.next_resend_at is not None and now >= parse_iso(run.next_resend_at):
+        effects += [OutboxEvent(topic=e.topic, key=state.world_id, cloudevent=e.cloudevent) for e in missing]
+        backoff = min(settings.resend_initial_ms * 2 ** (run.resends + 1), settings.resend_max_ms)
+        run = msgspec.structs.replace(run, resends=run.resends + 1,
+                                      next_resend_at=_stamp(now + timedelta(milliseconds=backoff)))
+    if not effects:
+        return None
+    run = msgspec.structs.replace(run, updated_at=_stamp(now))
+    return Outcome(state=msgspec.structs.replace(state, runs={**state.runs, run.run_id: run}),
+                   effects=[*effects, SaveApplyRun(run=run)], reply=None)
+
+
+def resend_all(state: WorldState, now: datetime) -> Outcome | None:
+    """After a restart: whatever an open run still waits for is sent again at once."""
+    run = state.open_run()
+    phase = awaiting(run) if run is not None else None
+    if run is None or phase is None:
+        return None
+    effects: list[Effect] = [OutboxEvent(topic=e.topic, key=state.world_id, cloudevent=e.cloudevent)
+                             for e in _unacked(run, phase)]
+    run = msgspec.structs.replace(run, resends=run.resends + 1, updated_at=_stamp(now))
+    return Outcome(state=msgspec.structs.replace(state, runs={**state.runs, run.run_id: run}),
+                   effects=[*effects, SaveApplyRun(run=run)], reply=None)
+
+
+# --- answers -------------------------------------------------------------------------------------------
+
+
+def settled_reply(run: ApplyRun, first_answer: bool) -> tuple[int, Any] | None:
+    """What a caller waiting on ``run`` is told, or ``None`` while the run is still moving.
+
+    The request that saw its run roll back gets 500 ``apply failed`` (reference); a later repeat of that
+    run id gets the stored ``ok: false`` outcome and is never retried.
+    """
+    if run.phase == "completed":
+        return 200, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="completed")
+    if run.phase == "rolled_back":
+        if first_answer:
+            raise CommandRejected(500, f"apply failed: {run.error}; the world stays frozen until a new apply")
+        return 200, ApplyAck(ok=False, run_id=run.run_id, active=run.previous, phase="rolled_back")
+    if run.held:
+        return 202, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="awaiting_ack")
+    return None
+
+
+def run_out(state: WorldState, run_id: str) -> ApplyRunOut:
+    require_world(state)
+    run = state.runs.get(run_id)
+    if run is None:
+        raise not_found("apply run")
+    events = [RunEventOut(sequence=e.sequence, phase=e.phase, strategy_id=e.strategy_id, side=e.side,
+                          etag=e.etag, acked=e.acked, acked_at=e.acked_at) for e in run.events]
+    return ApplyRunOut(
+        world_id=run.world_id, run_id=run.run_id, phase="awaiting_ack" if run.held else run.phase,
+        state=run.phase, active=run.target, previous=run.previous, plan_hash=run.plan_hash,
+        sequence=run.sequence, awaiting=awaiting(run), events=events, execution_domain=run.execution_domain,
+        dataset_fingerprint=run.dataset_fingerprint, started_at=run.started_at, updated_at=run.updated_at,
+        deadline=run.deadline, resends=run.resends, error=run.error,
+    )
