@@ -144,9 +144,27 @@ async def _sweep_forever(system: ActorSystem, interval_s: float) -> None:
         await asyncio.to_thread(system.sweep)
 
 
+async def _tick_forever(system: ActorSystem, config: Config) -> None:
+    """Apply timers (ACK gap timeouts, deadlines, re-sends) and relay retries after a broker outage;
+    both are ``tell``s, so the loop never waits on an actor."""
+    tick_s = config.worldservice.apply.tick_interval_ms / 1000
+    relay_every = max(1, round(config.worldservice.controlbus.relay_retry_ms / config.worldservice.apply.tick_interval_ms))
+    ticks = 0
+    while True:
+        await asyncio.sleep(tick_s)
+        system.tick()
+        ticks += 1
+        if ticks % relay_every == 0:
+            system.relay_soon()
+
+
 async def _recover(runtime: Runtime) -> int:
-    """Before readiness: repair the activation projection and relay events committed before a crash."""
+    """Before readiness: repair the activation projection, carry on (or roll back) apply runs a crash
+    interrupted, and relay events committed before the crash."""
     repaired = await asyncio.to_thread(runtime.system.verify_projection)
+    resumed = await asyncio.to_thread(runtime.system.resume_open_runs)
+    if resumed:
+        log.info("apply_runs_resumed", worlds=resumed)
     await asyncio.to_thread(runtime.system.relay_now)
     return len(repaired)
 
@@ -171,14 +189,16 @@ async def _serve_http(config: Config, runtime: Runtime, shutdown: _Shutdown, rep
     server = _Server(uvicorn.Config(create_app(edge), host=bind.host, port=bind.port, lifespan="off",
                                     log_config=None, access_log=False, timeout_graceful_shutdown=25))
     shutdown.server, shutdown.edge = server, edge
-    sweeper = asyncio.create_task(_sweep_forever(runtime.system, config.worldservice.actors.sweep_interval_s))
+    timers = [asyncio.create_task(_sweep_forever(runtime.system, config.worldservice.actors.sweep_interval_s)),
+              asyncio.create_task(_tick_forever(runtime.system, config))]
     log.info("serving", host=bind.host, port=bind.port, profile=config.profile, dsn=_redacted(config.sql_dsn()),
              projection_repaired=repaired)
     try:
         await server.serve()
     finally:
         edge.draining = True
-        sweeper.cancel()
+        for timer in timers:
+            timer.cancel()
 
 
 def _redacted(dsn: str) -> str:

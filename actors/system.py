@@ -16,7 +16,6 @@ from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
 from actors.directory import Directory, ResidentWorlds, Sweep, TickOpenRuns
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.world import WorldActor
-from actors.world import noop_reply
 from domain.activation import fold_audit, state_hash
 from domain.apply import ApplySettings
 from messages.commands import ApplyTick
@@ -95,12 +94,17 @@ class ActorSystem:
         """Timer: open apply runs check their ACK gap timeout, deadline and re-sends."""
         self.directory.tell(TickOpenRuns())
 
-    def resume_open_runs(self) -> list[str]:
-        """Startup: every world whose latest run did not finish is loaded, which resumes (or rolls back)
-        that run and re-sends the events it still waits for."""
+    def resume_open_runs(self, timeout_s: float = 30.0) -> list[str]:
+        """Startup, before readiness: every world whose latest run did not finish is loaded, which resumes
+        (or, past its deadline, rolls back) that run and re-sends the events it still waits for."""
         worlds = self.store.worlds_with_open_runs()
+        answers = []
         for world_id in worlds:
-            self.send(Request(command=ApplyTick(world_id=world_id), reply=noop_reply))
+            answer: pykka.ThreadingFuture = pykka.ThreadingFuture()
+            self.send(Request(command=ApplyTick(world_id=world_id), reply=answer.set))
+            answers.append(answer)
+        for answer in answers:
+            answer.get(timeout=timeout_s)
         return worlds
 
     def verify_projection(self) -> list[str]:

@@ -214,7 +214,8 @@ class WorldActor(pykka.ThreadingActor):
             return
         log.info("apply_resumed", world_id=self.world_id, run_id=run.run_id, phase=run.phase)
         now = self._clock()
-        outcome = apply.resend_all(self._state, now)
+        # Past its deadline it rolls back rather than forward; otherwise what it waits for goes out again.
+        outcome = apply.tick(self._state, now, self._apply) or apply.resend_all(self._state, now)
         if outcome is not None:
             self._persist(outcome, None, None, now)
         self._drive(run.run_id, None)

@@ -358,7 +358,7 @@ def tick(state: WorldState, now: datetime, settings: ApplySettings) -> Outcome |
     run = state.open_run()
     if run is None:
         return None
-    if now >= parse_iso(run.deadline):
+    if now >= _deadline(run, settings):
         return rollback(state, run.run_id, "deadline passed before the run completed", now)
     phase = awaiting(run)
     if phase is None:
@@ -367,6 +367,12 @@ def tick(state: WorldState, now: datetime, settings: ApplySettings) -> Outcome |
     if overdue and not run.held and settings.timeout_policy == "rollback":
         return rollback(state, run.run_id, f"no ACK for every {phase} event within the gap timeout", now)
     return _hold_and_resend(state, run, phase, overdue, now, settings)
+
+
+def _deadline(run: ApplyRun, settings: ApplySettings) -> datetime:
+    """The stored deadline, or an earlier one if the operator has since lowered ``deadline_ms``."""
+    configured = parse_iso(run.started_at) + timedelta(milliseconds=settings.deadline_ms)
+    return min(parse_iso(run.deadline), configured)
 
 
 def _hold_and_resend(state: WorldState, run: ApplyRun, phase: str, overdue: bool, now: datetime,

@@ -49,8 +49,9 @@ class DaemonProcess:
     so the child is always reaped and the log file closed."""
 
     def __init__(self, data_dir: Path, log_path: Path, *, host: str = "127.0.0.1",
-                 startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+                 startup_timeout_s: float = STARTUP_TIMEOUT_S, env: dict[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.env = dict(env or {})  # applied on top of the cleaned environment; may change between starts
         self.log_path = Path(log_path)
         self.host = host
         self.port: int | None = None
@@ -162,7 +163,7 @@ class DaemonProcess:
         self._log.flush()
         command = [sys.executable, "-m", "daemon", "serve", "--data-dir", str(self.data_dir),
                    "--host", self.host, "--port", str(port)]
-        self._proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=_child_env(), stdin=subprocess.DEVNULL,
+        self._proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**_child_env(), **self.env}, stdin=subprocess.DEVNULL,
                                       stdout=self._log, stderr=subprocess.STDOUT)
         self.port = port
 
