@@ -135,9 +135,11 @@ def test_run_id_is_idempotent_forever_and_a_new_plan_under_it_conflicts(apply_ap
     _world(h)
     first = h.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s2"]}}).json()
     h.client.post("/worlds/w1/apply", json={"run_id": "r2", "plan": {"activate": ["s3"]}})
+    h.system.relay_now()  # everything committed so far is on the bus
     published = len(h.bus.events)
     again = h.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s2"]}})
     assert again.status_code == 200 and again.json() == first
+    h.system.relay_now()
     assert len(h.bus.events) == published  # replayed from the record, not re-executed
     other = h.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s9"]}})
     assert other.status_code == 409 and "different plan" in other.json()["detail"]
