@@ -27,6 +27,8 @@ from storage.activation_store import MemoryActivationStore, RedisActivationStore
 from storage.engine import create_engine
 from storage.sql import SqlStore
 from transport.http import Edge, create_app
+from transport.kafka import KafkaConsumerLoop, KafkaPublisher
+from transport.kafka_intake import CommandIntake, ack_handler
 from transport.memory_bus import InMemoryBus
 
 log = structlog.get_logger("worldservice.daemon")
@@ -57,7 +59,7 @@ def configure_logging(level: str) -> None:
 class Runtime:
     config: Config
     store: SqlStore
-    bus: InMemoryBus
+    bus: Any  # the ControlBus publisher: InMemoryBus (dev, tests) or KafkaPublisher
     system: ActorSystem
 
     def close(self) -> None:
@@ -73,20 +75,22 @@ def projection_store(config: Config) -> Any:
     return MemoryActivationStore()
 
 
-def build_runtime(config: Config, **clocks: Any) -> Runtime:
-    """Storage first (migrated when the profile says so), then the actors around it. ``clocks``
-    (``clock``, ``monotonic``) let tests drive time instead of waiting for it."""
+def build_runtime(config: Config, publisher: Any = None, **clocks: Any) -> Runtime:
+    """Storage first (migrated when the profile says so), then the actors around it. Without a Kafka
+    ``publisher`` the ControlBus is in memory. ``clocks`` (``clock``, ``monotonic``) let tests drive time
+    instead of waiting for it."""
     engine = create_engine(config.sql_dsn(), sqlite_synchronous=config.worldservice.storage.sqlite_synchronous)
     if config.auto_migrate():
         migrate.upgrade(engine)
     elif not migrate.is_current(engine):
         raise ConfigError("database schema is not at head; run `worldservice migrate` first")
     store = SqlStore(engine)
-    bus = InMemoryBus()
+    bus = publisher if publisher is not None else InMemoryBus()
     settings = actor_settings(config)
     system = ActorSystem(store, projection_store(config), bus, settings, **clocks)
-    bus.subscribe(lambda published: system.acks.receive(published.event),
-                  topic=config.worldservice.controlbus.ack_topic)
+    if isinstance(bus, InMemoryBus):
+        bus.subscribe(lambda published: system.acks.receive(published.event),
+                      topic=config.worldservice.controlbus.ack_topic)
     return Runtime(config=config, store=store, bus=bus, system=system)
 
 
@@ -169,22 +173,57 @@ async def _recover(runtime: Runtime) -> int:
     return len(repaired)
 
 
+def _kafka_publisher(config: Config) -> KafkaPublisher | None:
+    brokers = config.server.controlbus_brokers
+    if not brokers:
+        return None
+    return KafkaPublisher(brokers, asyncio.get_running_loop(), config.worldservice.controlbus.send_timeout_s)
+
+
+async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list[KafkaConsumerLoop]:
+    """ACKs from Gateways and, when enabled, the command topic; both only with a Kafka ControlBus."""
+    publisher, bus = runtime.bus, config.worldservice.controlbus
+    if not isinstance(publisher, KafkaPublisher):
+        return []
+    brokers = config.server.controlbus_brokers
+    group = {"session_timeout_ms": bus.session_timeout_ms, "heartbeat_interval_ms": bus.heartbeat_interval_ms}
+    consumers = [KafkaConsumerLoop(brokers, bus.ack_topic, f"{bus.group_id}.acks",
+                                   ack_handler(runtime.system.acks.receive), **group)]
+    if bus.commands_enabled:
+        intake = CommandIntake(call=edge.call, sender=publisher, dlq_topic=bus.commands_dlq_topic)
+        consumers.append(KafkaConsumerLoop(brokers, bus.commands_topic, bus.group_id, intake.handle, **group))
+    for consumer in consumers:
+        await consumer.start()
+    return consumers
+
+
 async def serve(config: Config) -> None:
     shutdown = _Shutdown()
     shutdown.install()
-    runtime = await asyncio.to_thread(build_runtime, config)
+    publisher = _kafka_publisher(config)
+    runtime = await asyncio.to_thread(build_runtime, config, publisher)
+    edge = Edge(system=runtime.system)
+    consumers: list[KafkaConsumerLoop] = []
     try:
+        if publisher is not None:
+            await publisher.start()
         repaired = await _recover(runtime)
+        consumers = await _start_consumers(config, runtime, edge)
         if not shutdown.requested:
-            await _serve_http(config, runtime, shutdown, repaired)
+            await _serve_http(config, runtime, edge, shutdown, repaired)
     finally:
-        await asyncio.to_thread(runtime.close)
+        edge.draining = True
+        for consumer in consumers:  # intake stops first: nothing new arrives while the actors drain
+            await consumer.stop()
+        await asyncio.to_thread(runtime.close)  # the relay's last publish still runs on this loop
+        if publisher is not None:
+            await publisher.stop()
         log.info("stopped")
         shutdown.uninstall()
 
 
-async def _serve_http(config: Config, runtime: Runtime, shutdown: _Shutdown, repaired: int) -> None:
-    edge = Edge(system=runtime.system, ready=True)
+async def _serve_http(config: Config, runtime: Runtime, edge: Edge, shutdown: _Shutdown, repaired: int) -> None:
+    edge.ready = True
     bind = config.server.bind
     server = _Server(uvicorn.Config(create_app(edge), host=bind.host, port=bind.port, lifespan="off",
                                     log_config=None, access_log=False, timeout_graceful_shutdown=25))

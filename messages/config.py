@@ -85,6 +85,8 @@ class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):
     group_id: str = "worldservice"
     send_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
     relay_retry_ms: Annotated[int, Meta(ge=10)] = 1000
+    session_timeout_ms: Annotated[int, Meta(ge=1000)] = 10_000  # a group join takes about half of it
+    heartbeat_interval_ms: Annotated[int, Meta(ge=100)] = 3000
 
 
 class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
