@@ -194,6 +194,10 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
         consumers.append(KafkaConsumerLoop(brokers, bus.commands_topic, bus.group_id, intake.handle, **group))
     for consumer in consumers:
         await consumer.start()
+    # Readiness waits (bounded) for the ACK consumer's group join, so a first apply is not held for ACKs
+    # that nobody reads yet; with the broker down the daemon still becomes ready and serves commands.
+    if not await consumers[0].wait_joined(bus.session_timeout_ms / 1000 * 1.5):
+        log.warning("ack_consumer_not_joined", topic=bus.ack_topic)
     return consumers
 
 

@@ -217,7 +217,7 @@ def _waiting(run: ApplyRun, writer: _Writer, phase: str, now: datetime, settings
         return msgspec.structs.replace(run, waiting_since=None, next_resend_at=None, held=False)
     first_resend = now + timedelta(milliseconds=settings.resend_initial_ms)
     return msgspec.structs.replace(run, waiting_since=_stamp(now), next_resend_at=_stamp(first_resend),
-                                   held=False, resends=0)
+                                   held=False)
 
 
 def awaiting(run: ApplyRun) -> str | None:
@@ -384,7 +384,7 @@ def _hold_and_resend(state: WorldState, run: ApplyRun, phase: str, overdue: bool
         effects.append(_stage(run, "awaiting_ack", ack_phase=phase, missing=[e.sequence for e in missing]))
     if run.next_resend_at is not None and now >= parse_iso(run.next_resend_at):
         effects += [OutboxEvent(topic=e.topic, key=state.world_id, cloudevent=e.cloudevent) for e in missing]
-        backoff = min(settings.resend_initial_ms * 2 ** (run.resends + 1), settings.resend_max_ms)
+        backoff = min(settings.resend_initial_ms * 2 ** min(run.resends + 1, 16), settings.resend_max_ms)
         run = msgspec.structs.replace(run, resends=run.resends + 1,
                                       next_resend_at=_stamp(now + timedelta(milliseconds=backoff)))
     if not effects:

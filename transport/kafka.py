@@ -251,6 +251,15 @@ class KafkaConsumerLoop:
         self._options = {"auto_offset_reset": "earliest", **consumer_options, "enable_auto_commit": False}
         self._stopping: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._joined = asyncio.Event()
+
+    async def wait_joined(self, timeout_s: float) -> bool:
+        """Whether the group join gave this consumer partitions within ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._joined.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -317,6 +326,8 @@ class KafkaConsumerLoop:
             log.warning("kafka.poll_failed", topic=self.topic, error=repr(exc))
             await self._pause()
             return
+        if consumer.assignment():
+            self._joined.set()
         if not batch:
             return
         records = [ConsumedRecord.of(record) for part in batch.values() for record in part]
