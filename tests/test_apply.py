@@ -94,7 +94,15 @@ def _stages(h: Harness, world_id: str = "w1") -> list[str]:
 
 
 def _sequenced(h: Harness) -> list[dict[str, Any]]:
+    h.system.relay_now()  # the reply can overtake the relay: publish everything committed first
     return [e.event["data"] for e in h.bus.of_type("activation_updated") if e.event["data"].get("requires_ack")]
+
+
+def _tick_after(h: Harness, clock: FakeClock, ms: int, run_id: str = "r1") -> None:
+    """Read the run first: the answer comes after its actor registered the open run for timer ticks."""
+    h.client.get(f"/worlds/w1/apply/{run_id}")
+    clock.advance(ms)
+    h.system.tick()
 
 
 def _wait_for_phase(h: Harness, run_id: str, phase: str, world_id: str = "w1") -> dict[str, Any]:
@@ -180,8 +188,7 @@ def test_withheld_acks_hold_the_world_frozen_and_late_acks_complete_the_run(appl
     assert conflict.status_code == 409 and "apply in progress" in conflict.json()["detail"]
     manual = h.client.put("/worlds/w1/activation", json={"strategy_id": "s1", "side": "long", "active": True})
     assert manual.status_code == 409
-    clock.advance(3001)
-    h.system.tick()
+    _tick_after(h, clock, 3001)
     held = pending.result(timeout=10)
     assert held.status_code == 202 and held.json()["phase"] == "awaiting_ack"
     run = h.client.get("/worlds/w1/apply/r1").json()
@@ -212,8 +219,7 @@ def test_ack_timeout_with_rollback_policy_restores_the_previous_set_frozen(apply
     before = _activation(h, "s1")["etag"]
     pending = _apply_in_background(h, {"run_id": "r1", "plan": {"activate": ["s2"]}})
     assert gateway.freeze_seen.wait(10)
-    clock.advance(3001)
-    h.system.tick()
+    _tick_after(h, clock, 3001)
     failed = pending.result(timeout=10)
     assert failed.status_code == 500 and "apply failed" in failed.json()["detail"]
     _assert_rolled_back_frozen(h, before)
@@ -247,11 +253,9 @@ def test_a_held_run_rolls_back_at_its_deadline(apply_api, clock) -> None:
     before = _activation(h, "s1")["etag"]
     pending = _apply_in_background(h, {"run_id": "r1", "plan": {"activate": ["s2"]}})
     assert gateway.freeze_seen.wait(10)
-    clock.advance(3001)
-    h.system.tick()
+    _tick_after(h, clock, 3001)
     assert pending.result(timeout=10).status_code == 202
-    clock.advance(7000)
-    h.system.tick()
+    _tick_after(h, clock, 7000)
     run = h.client.get("/worlds/w1/apply/r1").json()
     assert run["phase"] == "rolled_back" and "deadline" in run["error"]
     _assert_rolled_back_frozen(h, before)
