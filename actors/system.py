@@ -14,6 +14,7 @@ from actors.activation_store import ActivationStoreActor
 from actors.bridge import Request
 from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
 from actors.directory import Directory, ResidentWorlds, Sweep, TickOpenRuns
+from actors.metrics import ActorMetrics
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.world import WorldActor
 from domain.activation import fold_audit, state_hash
@@ -43,6 +44,7 @@ class ActorSystem:
                  settings: ActorSettings | None = None, clock: Callable[[], datetime] = utc_now,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings or ActorSettings()
+        self.metrics = ActorMetrics()
         self.store = store
         self.clock = clock
         self.writer = SqlWriter.start(store, self.settings.group_commit_max, on_commit=self._on_commit)
@@ -63,7 +65,8 @@ class ActorSystem:
 
     def _spawn_world(self, world_id: str) -> pykka.ActorRef:
         return WorldActor.start(world_id, self.store, self.writer, self.projection, self.clock,
-                                self.directory.tell, self.settings.write_timeout_s, self.settings.apply)
+                                self.directory.tell, self.settings.write_timeout_s, self.settings.apply,
+                                self.metrics)
 
     def send(self, request: Request) -> None:
         self.directory.tell(request)

@@ -19,7 +19,8 @@ from actors.faults import InjectedFault, crash_point, fault_point
 from actors.sql_writer import WriteRequest
 from domain import apply
 from domain.apply import ApplySettings
-from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveActivation
+from actors.metrics import ActorMetrics
+from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
 from domain.state import Outcome, WorldState
 from domain.timefmt import iso_z
@@ -65,8 +66,10 @@ def noop_reply(reply: Reply) -> None:
 class WorldActor(pykka.ThreadingActor):
     def __init__(self, world_id: str, store: SqlStore, writer: pykka.ActorRef, projection: Any,
                  clock: Callable[[], datetime], tell_directory: Callable[[object], None],
-                 write_timeout_s: float = 30.0, apply_settings: ApplySettings | None = None) -> None:
+                 write_timeout_s: float = 30.0, apply_settings: ApplySettings | None = None,
+                 metrics: ActorMetrics | None = None) -> None:
         super().__init__()
+        self._metrics = metrics or ActorMetrics()
         self.world_id = world_id
         self._store = store
         self._writer = writer
@@ -284,8 +287,12 @@ class WorldActor(pykka.ThreadingActor):
         if result is not None:
             raise result
         outcome.state.row_version = before + 1
+        previous_runs = self._state.runs
         self.state = outcome.state
         self._project(outcome)
+        for effect in outcome.effects:
+            if isinstance(effect, SaveApplyRun):
+                self._metrics.observe_run(previous_runs.get(effect.run.run_id), effect.run)
 
     def _project(self, outcome: Outcome) -> None:
         """Told, not asked: the projection actor applies a world's updates in mailbox order, records a

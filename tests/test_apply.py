@@ -136,6 +136,9 @@ def test_explicit_plan_runs_freeze_switch_unfreeze_with_the_reference_event_stre
     assert policy["policy_version"] == 1 and policy["checksum"].startswith("blake3:") and policy["version"] == 1
     assert _stages(h) == ["requested", "freeze", "switch", "unfreeze", "completed"]
     assert h.client.get("/worlds/w1/decisions").json() == {"strategies": ["s2"]}
+    metrics = h.client.get("/metrics").text
+    assert 'world_apply_run_total{status="started"} 1.0' in metrics
+    assert 'world_apply_run_total{status="success"} 1.0' in metrics
 
 
 def test_run_id_is_idempotent_forever_and_a_new_plan_under_it_conflicts(apply_api, tmp_path, clock) -> None:
@@ -224,6 +227,9 @@ def test_ack_timeout_with_rollback_policy_restores_the_previous_set_frozen(apply
     assert failed.status_code == 500 and "apply failed" in failed.json()["detail"]
     _assert_rolled_back_frozen(h, before)
     assert _stages(h) == ["requested", "freeze", "rolled_back"]
+    metrics = h.client.get("/metrics").text
+    assert 'world_apply_failure_total{stage="freezing"} 1.0' in metrics
+    assert "world_activation_ack_gap_timeouts_total 0.0" in metrics  # rolled back at the timeout, not held
     replay = h.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s2"]}})
     assert replay.status_code == 200 and replay.json()["ok"] is False and replay.json()["phase"] == "rolled_back"
     gateway.acking = True  # the operator clears the hold with a new apply once Gateways answer again

@@ -47,9 +47,13 @@ class Edge:
 
     system: ActorSystem
     call_timeout_s: float = 60.0
-    metrics: EdgeMetrics = field(default_factory=EdgeMetrics)
+    metrics: EdgeMetrics = field(default=None)  # type: ignore[assignment]
     ready: bool = False
     draining: bool = False
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:  # one /metrics page: the actors' counters live in the same registry
+            self.metrics = EdgeMetrics(self.system.metrics.registry)
 
     async def call(self, command: c.Command) -> Reply:
         if self.draining:

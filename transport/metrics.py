@@ -6,8 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 
 class EdgeMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
         self.commands = Counter("worldservice_commands_total", "Commands answered, by kind and status class",
                                 ["kind", "status"], registry=self.registry)
         self.latency = Histogram("worldservice_command_seconds", "Command latency at the edge, by kind",
