@@ -188,7 +188,7 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
     brokers = config.server.controlbus_brokers
     group = {"session_timeout_ms": bus.session_timeout_ms, "heartbeat_interval_ms": bus.heartbeat_interval_ms}
     consumers = [KafkaConsumerLoop(brokers, bus.ack_topic, f"{bus.group_id}.acks",
-                                   ack_handler(runtime.system.acks.receive), **group)]
+                                   ack_handler(runtime.system.acks, edge.call), **group)]
     if bus.commands_enabled:
         intake = CommandIntake(call=edge.call, sender=publisher, dlq_topic=bus.commands_dlq_topic)
         consumers.append(KafkaConsumerLoop(brokers, bus.commands_topic, bus.group_id, intake.handle, **group))

@@ -22,7 +22,7 @@ import structlog
 from actors.bridge import Request
 from actors.world import noop_reply
 from domain.timefmt import iso_z
-from messages.apply import ActivationAckData, ActivationAckEvent, activation_ack_decoder
+from messages.apply import ActivationAckEvent, activation_ack_decoder
 from messages.commands import AckActivation
 from storage.sql import SqlStore
 
@@ -84,7 +84,8 @@ class AckIntake:
     """Gateway ACKs (``activation_ack`` CloudEvents) -> ``AckActivation`` for the world's actor.
 
     Duplicates are dropped here by ``(world_id, run_id, sequence, phase)`` before they cost a mailbox
-    message; the run record (durable) is what finally ignores a repeat, so a bounded memory is enough.
+    message; the run record (durable) is what finally ignores a repeat, so a bounded memory is enough. An
+    ACK is remembered only once its world recorded it, so one lost to a failed write is taken again.
     """
 
     def __init__(self, send: Callable[[Request], None], remember: int = 100_000) -> None:
@@ -92,34 +93,38 @@ class AckIntake:
         self._remember = remember
         self._seen: OrderedDict[tuple[str, str, int, str], None] = OrderedDict()
         self._lock = threading.Lock()
-        self.accepted = 0
         self.rejected = 0
 
-    def receive(self, raw: bytes | dict[str, Any]) -> bool:
+    def parse(self, raw: bytes | dict[str, Any]) -> AckActivation | None:
+        """The ACK as a command, or ``None`` when it is malformed or was already recorded."""
         try:
             event = (activation_ack_decoder.decode(raw) if isinstance(raw, bytes)
                      else msgspec.convert(raw, ActivationAckEvent))
-        except msgspec.ValidationError as exc:
-            self.rejected += 1
-            log.warning("activation_ack_invalid", error=str(exc))
-            return False
-        return self._route(event.data)
-
-    def _route(self, ack: ActivationAckData) -> bool:
-        key = (ack.world_id, ack.run_id, ack.sequence, ack.phase)
-        with self._lock:
-            if key in self._seen:
-                return False
-            self._seen[key] = None
-            if len(self._seen) > self._remember:
-                self._seen.popitem(last=False)
-        try:
+            ack = event.data
             command = msgspec.convert({"kind": "ack_activation", "world_id": ack.world_id, "run_id": ack.run_id,
                                        "sequence": ack.sequence, "phase": ack.phase}, AckActivation)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # also every ValidationError
             self.rejected += 1
             log.warning("activation_ack_invalid", error=str(exc))
+            return None
+        with self._lock:
+            return None if _ack_key(command) in self._seen else command
+
+    def remember(self, ack: AckActivation) -> None:
+        with self._lock:
+            self._seen[_ack_key(ack)] = None
+            if len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+
+    def receive(self, raw: bytes | dict[str, Any]) -> bool:
+        """Fire and forget (the in-memory bus): tell the world and remember at once."""
+        ack = self.parse(raw)
+        if ack is None:
             return False
-        self.accepted += 1
-        self._send(Request(command=command, reply=noop_reply))
+        self.remember(ack)
+        self._send(Request(command=ack, reply=noop_reply))
         return True
+
+
+def _ack_key(ack: AckActivation) -> tuple[str, str, int, str]:
+    return (ack.world_id, ack.run_id, ack.sequence, ack.phase)

@@ -78,7 +78,7 @@ def _policy_for(state: WorldState, body: EvaluateRequest) -> tuple[Any, int | No
         return normalise(PolicyRequest(policy=body.policy)), None
     stored = default_policy(state)
     if stored is None:
-        raise unprocessable("invalid policy: the request has no plan or policy and the world has no default policy")
+        raise unprocessable("invalid policy: no plan or policy in the request and no default policy in the world")
     return normalise(PolicyRequest(policy=stored.document)), stored.version
 
 
@@ -257,7 +257,11 @@ def _edge_key(src: str, dst: str) -> str:
     return f"{src}->{dst}"
 
 
-def _toggle_edges(state: WorldState, run: ApplyRun, now: datetime) -> tuple[dict[str, EdgeOverride], list[Effect], dict[str, EdgeOverride | None]]:
+EdgeChange = tuple[dict[str, EdgeOverride], list[Effect], dict[str, EdgeOverride | None]]
+
+
+def _toggle_edges(state: WorldState, run: ApplyRun, now: datetime) -> EdgeChange:
+    """Edges ``domain:backtest -> domain:<d>`` as the gating policy says, remembering what each was."""
     gating = parse_gating(run.gating) if run.gating else None
     if gating is None:
         return state.edges, [], {}

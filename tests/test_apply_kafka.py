@@ -70,8 +70,9 @@ def _wait_phase(client: httpx.Client, run_id: str, phase: str, timeout_s: float 
 def test_apply_completes_only_after_gateway_acks_in_sequence(tmp_path: Path, kafka_brokers: str) -> None:
     topics = _topics()
     gateway = SimulatedGateway(kafka_brokers, topics["activation"], topics["ack"]).start()
+    env = _daemon_env(kafka_brokers, topics, activation_gap_timeout_ms=15_000)  # room for a slow group join
     try:
-        with DaemonProcess(tmp_path / "d", tmp_path / "d.log", env=_daemon_env(kafka_brokers, topics)) as daemon:
+        with DaemonProcess(tmp_path / "d", tmp_path / "d.log", env=env) as daemon:
             daemon.start()
             with httpx.Client(base_url=daemon.url, timeout=60) as client:
                 _seed(client)

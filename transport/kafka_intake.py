@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from actors.bridge import Reply
+from actors.bus import AckIntake
 from messages.commands import AnyCommand, Command, command_decoder
 from transport.kafka import ConsumedRecord
 
@@ -111,11 +112,17 @@ class CommandIntake:
         await self.sender.send_raw(reply_to, command.world_id, msgspec.json.encode(body), headers)
 
 
-def ack_handler(receive: Callable[[bytes], bool]) -> Callable[[list[ConsumedRecord]], Awaitable[None]]:
-    """ACK records go to the Bus's intake (which drops duplicates and tells the world actor)."""
+def ack_handler(intake: AckIntake, call: Callable[[Command], Awaitable[Reply]]) -> Callable[[list[ConsumedRecord]], Awaitable[None]]:
+    """ACK records -> world actors; the offsets are committed only once every ACK of the batch is recorded
+    in its run (a crash before that redelivers them, so no acknowledgement is lost)."""
 
     async def handle(records: list[ConsumedRecord]) -> None:
-        for record in records:
-            receive(record.value)
+        acks = [ack for ack in (intake.parse(record.value) for record in records) if ack is not None]
+        replies = await asyncio.gather(*[asyncio.ensure_future(call(ack)) for ack in acks])
+        for ack, reply in zip(acks, replies, strict=True):
+            if reply.ok:
+                intake.remember(ack)
+        if any(reply.status in _TRANSIENT for reply in replies):
+            raise TransientRefusal("an ACK could not be recorded; redeliver the batch")
 
     return handle
