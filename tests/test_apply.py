@@ -313,3 +313,20 @@ def test_apply_on_unknown_world_or_without_policy_is_refused_clearly(apply_api) 
     missing = h.client.post("/worlds/w1/apply", json={"plan": {"activate": ["s2"]}})
     assert missing.status_code == 422
     assert h.client.get("/worlds/w1/apply/none").status_code == 404
+
+
+def test_bus_down_commands_still_succeed_and_events_follow_in_order_when_it_returns(apply_api) -> None:
+    """The in-memory bus keeps the Kafka publisher's contract (see test_apply_kafka.py for the broker)."""
+    h = apply_api()
+    assert h.client.post("/worlds", json={"id": "w1"}).status_code == 201
+    h.system.relay_now()
+    h.bus.available = False
+    for n in range(5):
+        body = {"strategy_id": f"s{n}", "side": "long", "active": True}
+        assert h.client.put("/worlds/w1/activation", json=body).status_code == 200
+    h.system.relay_now()
+    assert h.system.relay_failing() and h.system.outbox_pending() == 5
+    h.bus.available = True
+    h.system.relay_now()
+    delivered = [e.event["data"]["strategy_id"] for e in h.bus.of_type("activation_updated")]
+    assert delivered == [f"s{n}" for n in range(5)] and h.system.outbox_pending() == 0
