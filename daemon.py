@@ -186,7 +186,8 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
     if not isinstance(publisher, KafkaPublisher):
         return []
     brokers = config.server.controlbus_brokers
-    group = {"session_timeout_ms": bus.session_timeout_ms, "heartbeat_interval_ms": bus.heartbeat_interval_ms}
+    group = {"session_timeout_ms": bus.session_timeout_ms, "heartbeat_interval_ms": bus.heartbeat_interval_ms,
+             "fetch_max_wait_ms": bus.fetch_max_wait_ms}
     consumers = [KafkaConsumerLoop(brokers, bus.ack_topic, f"{bus.group_id}.acks",
                                    ack_handler(runtime.system.acks, edge.call), **group)]
     if bus.commands_enabled:

@@ -39,7 +39,5 @@ class ActorMetrics:
         self._observe_events(before, after)
 
     def _observe_events(self, before: ApplyRun, after: ApplyRun) -> None:
-        acked_before = sum(e.acked for e in before.events)
-        self.acks.inc(max(0, sum(e.acked for e in after.events) - acked_before))
         if after.resends > before.resends:
             self.resends.inc(sum(not e.acked for e in after.events))

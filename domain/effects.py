@@ -58,6 +58,15 @@ class SaveApplyRun(msgspec.Struct, tag=True):
     run: ApplyRun
 
 
+class SaveAck(msgspec.Struct, tag=True):
+    """One Gateway ACK of a run's sequenced event (its own row; the run record is not rewritten)."""
+
+    run_id: str
+    sequence: int
+    phase: str
+    acked_at: str
+
+
 class SaveEdge(msgspec.Struct, tag=True):
     edge: EdgeOverride
 
@@ -94,4 +103,4 @@ class OutboxEvent(msgspec.Struct, tag=True):
 
 
 Effect = (SaveWorld | RemoveWorld | SavePolicy | SaveStrategies | SaveActivation | RemoveActivation | SaveHistory
-          | SaveApplyRun | SaveEdge | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent)
+          | SaveApplyRun | SaveAck | SaveEdge | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent)

@@ -64,8 +64,9 @@ class ApplyConfig(msgspec.Struct, forbid_unknown_fields=True):
     activation_gap_timeout_ms: Annotated[int, Meta(ge=1)] = 3000
     timeout_policy: Literal["hold_frozen", "rollback"] = "hold_frozen"
     deadline_ms: Annotated[int, Meta(ge=1)] = 30_000
-    resend_initial_ms: Annotated[int, Meta(ge=1)] = 500
-    resend_max_ms: Annotated[int, Meta(ge=1)] = 8000
+    # A Gateway that is merely slow must not be buried under copies: the first re-send waits a while.
+    resend_initial_ms: Annotated[int, Meta(ge=1)] = 2000
+    resend_max_ms: Annotated[int, Meta(ge=1)] = 15_000
     tick_interval_ms: Annotated[int, Meta(ge=10)] = 200
 
 
@@ -87,6 +88,7 @@ class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):
     relay_retry_ms: Annotated[int, Meta(ge=10)] = 1000
     session_timeout_ms: Annotated[int, Meta(ge=1000)] = 10_000  # a group join takes about half of it
     heartbeat_interval_ms: Annotated[int, Meta(ge=100)] = 3000
+    fetch_max_wait_ms: Annotated[int, Meta(ge=1)] = 50  # ACKs and commands are latency-bound, not bulk
 
 
 class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -106,6 +106,16 @@ apply_runs = sa.Table(
     sa.Index("ix_apply_runs_phase", "phase"),
 )
 
+# Gateway ACKs, one row each: recording an ACK never rewrites the (large) run record.
+apply_acks = sa.Table(
+    "apply_acks", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(256), primary_key=True),
+    sa.Column("sequence", sa.Integer, primary_key=True),
+    sa.Column("phase", sa.String(16), primary_key=True),
+    sa.Column("acked_at", sa.String(40), nullable=False),
+)
+
 edge_overrides = sa.Table(
     "edge_overrides", metadata,
     sa.Column("world_id", sa.String(128), primary_key=True),

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.effects import (
     AuditRecord, Effect, OutboxEvent, PolicyVersion, RememberCommand, RemoveActivation, RemoveEdge, RemoveWorld,
-    SaveActivation, SaveApplyRun, SaveEdge, SaveHistory, SavePolicy, SaveStrategies, SaveWorld,
+    SaveAck, SaveActivation, SaveApplyRun, SaveEdge, SaveHistory, SavePolicy, SaveStrategies, SaveWorld,
 )
 from domain.state import WorldState
 from domain.timefmt import iso_z
@@ -68,7 +68,7 @@ class _Statements:
         ).values(row_version=sa.bindparam("next_version"), activation_counter=sa.bindparam("counter"))
         self.upsert = {table: self._upsert(insert, table) for table in
                        (t.worlds, t.policies, t.decisions, t.activations, t.history, t.apply_runs,
-                                     t.edge_overrides)}
+                                     t.apply_acks, t.edge_overrides)}
         a, e = t.activations, t.edge_overrides
         self.delete_activation = a.delete().where(a.c.world_id == sa.bindparam("w"),
                                                   a.c.strategy_id == sa.bindparam("sid"), a.c.side == sa.bindparam("side"))
@@ -99,7 +99,7 @@ class SqlStore:
             SaveStrategies: self._save_strategies, SaveActivation: self._save_activation,
             SaveHistory: self._save_history, AuditRecord: self._insert_audit, OutboxEvent: self._insert_outbox,
             RemoveActivation: self._remove_activation, SaveApplyRun: self._save_run, SaveEdge: self._save_edge,
-            RemoveEdge: self._remove_edge, RememberCommand: self._remember_command,
+            RemoveEdge: self._remove_edge, RememberCommand: self._remember_command, SaveAck: self._save_ack,
         }
 
     # --- writes ----------------------------------------------------------------------------------
@@ -190,6 +190,11 @@ class SqlStore:
         conn.execute(self._sql.upsert[t.apply_runs], {
             "world_id": item.world_id, "run_id": run.run_id, "plan_hash": run.plan_hash, "phase": run.phase,
             "record": msgspec.to_builtins(run), "started_at": run.started_at, "updated_at": run.updated_at})
+
+    def _save_ack(self, conn: sa.Connection, item: WriteItem, effect: SaveAck) -> None:
+        conn.execute(self._sql.upsert[t.apply_acks], {
+            "world_id": item.world_id, "run_id": effect.run_id, "sequence": effect.sequence, "phase": effect.phase,
+            "acked_at": effect.acked_at})
 
     def _save_edge(self, conn: sa.Connection, item: WriteItem, effect: SaveEdge) -> None:
         edge = effect.edge
@@ -282,9 +287,7 @@ def _load(conn: sa.Connection, world_id: str) -> WorldState:
     versions = conn.execute(sa.select(t.world_versions).where(t.world_versions.c.world_id == world_id)).first()
     state = WorldState(world_id=world_id, row_version=versions.row_version if versions else 0,
                        activation_counter=versions.activation_counter if versions else 0)
-    runs = {r.run_id: r for r in (msgspec.convert(rec, ApplyRun) for rec in conn.execute(
-        sa.select(t.apply_runs.c.record).where(t.apply_runs.c.world_id == world_id)).scalars())}
-    state = msgspec.structs.replace(state, runs=runs)
+    state = msgspec.structs.replace(state, runs=_load_runs(conn, world_id))
     record = conn.execute(sa.select(t.worlds.c.record).where(t.worlds.c.id == world_id)).scalar()
     if record is None:
         return state
@@ -300,6 +303,29 @@ def _load(conn: sa.Connection, world_id: str) -> WorldState:
         edges={f"{e.src}->{e.dst}": e for e in (msgspec.convert(rec, EdgeOverride) for rec in conn.execute(
             sa.select(t.edge_overrides.c.record).where(t.edge_overrides.c.world_id == world_id)).scalars())},
     )
+
+
+def _load_runs(conn: sa.Connection, world_id: str) -> dict[str, ApplyRun]:
+    """Run records with their ACK rows folded in (an ACK is committed without rewriting its record)."""
+    runs = {r.run_id: r for r in (msgspec.convert(rec, ApplyRun) for rec in conn.execute(
+        sa.select(t.apply_runs.c.record).where(t.apply_runs.c.world_id == world_id)).scalars())}
+    open_ids = [run_id for run_id, run in runs.items() if run.is_open]
+    if open_ids:
+        a = t.apply_acks
+        acks = {(r.run_id, r.sequence, r.phase): r.acked_at for r in conn.execute(
+            sa.select(a).where(a.c.world_id == world_id, a.c.run_id.in_(open_ids)))}
+        runs.update({run_id: _with_acks(runs[run_id], acks) for run_id in open_ids})
+    return runs
+
+
+def _with_acks(run: ApplyRun, acks: dict[tuple[str, int, str], str]) -> ApplyRun:
+    events = []
+    for event in run.events:
+        acked_at = acks.get((run.run_id, event.sequence, event.phase))
+        if acked_at is not None and not event.acked:
+            event = msgspec.structs.replace(event, acked=True, acked_at=acked_at)
+        events.append(event)
+    return msgspec.structs.replace(run, events=events)
 
 
 def _load_policies(conn: sa.Connection, world_id: str) -> dict[int, PolicyVersion]:

@@ -330,3 +330,22 @@ def test_bus_down_commands_still_succeed_and_events_follow_in_order_when_it_retu
     h.system.relay_now()
     delivered = [e.event["data"]["strategy_id"] for e in h.bus.of_type("activation_updated")]
     assert delivered == [f"s{n}" for n in range(5)] and h.system.outbox_pending() == 0
+
+
+def test_recorded_acks_survive_a_restart_and_the_run_resumes_waiting_for_the_rest(apply_api, clock) -> None:
+    h = apply_api(await_acks=True)
+    gateway = FakeGateway(h, acking=False)
+    _world(h, entries={"s1": 0.5, "s2": 0.5})
+    pending = _apply_in_background(h, {"run_id": "r1", "plan": {"activate": ["s3"]}})
+    assert gateway.freeze_seen.wait(10)
+    h.system.relay_now()
+    first, second = [e for e in gateway.seen if e["phase"] == "freeze"][:2]
+    gateway.ack(first)
+    _tick_after(h, clock, 3001)
+    assert pending.result(timeout=10).status_code == 202
+    stop_harness(h)
+    restarted = apply_api(await_acks=True)
+    run = restarted.client.get("/worlds/w1/apply/r1").json()
+    assert [e["acked"] for e in run["events"]] == [True, False] and run["awaiting"] == "freeze"
+    FakeGateway(restarted).ack(second)  # this gateway acknowledges the unfreeze events too
+    assert _wait_for_phase(restarted, "r1", "completed")["phase"] == "completed"

@@ -77,8 +77,9 @@ class CommandIntake:
         replies = await asyncio.gather(*calls)
         if any(reply.status in _TRANSIENT for reply in replies):
             raise TransientRefusal(f"{sum(r.status in _TRANSIENT for r in replies)} commands refused transiently")
-        for (record, command), reply in zip(accepted, replies, strict=True):
-            await self._reply(record, command, reply)
+        # Replies go out together (one broker round trip for the batch, not one per command).
+        await asyncio.gather(*[self._reply(record, command, reply)
+                               for (record, command), reply in zip(accepted, replies, strict=True)])
         self.applied += len(accepted)
 
     async def _decoded(self, record: ConsumedRecord) -> AnyCommand | None:

@@ -1,4 +1,4 @@
-"""apply runs, edge overrides, processed command ids
+"""apply runs and their ACKs, edge overrides, processed command ids
 
 Revision ID: 0002
 Revises: 0001
@@ -30,6 +30,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_apply_runs_phase", "apply_runs", ["phase"], unique=False)
     op.create_table(
+        "apply_acks",
+        sa.Column("world_id", sa.String(length=128), nullable=False),
+        sa.Column("run_id", sa.String(length=256), nullable=False),
+        sa.Column("sequence", sa.Integer(), nullable=False),
+        sa.Column("phase", sa.String(length=16), nullable=False),
+        sa.Column("acked_at", sa.String(length=40), nullable=False),
+        sa.PrimaryKeyConstraint("world_id", "run_id", "sequence", "phase"),
+    )
+    op.create_table(
         "edge_overrides",
         sa.Column("world_id", sa.String(length=128), nullable=False),
         sa.Column("src", sa.String(length=64), nullable=False),
@@ -51,5 +60,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("processed_commands")
     op.drop_table("edge_overrides")
+    op.drop_table("apply_acks")
     op.drop_index("ix_apply_runs_phase", table_name="apply_runs")
     op.drop_table("apply_runs")
