@@ -96,11 +96,15 @@ class SqlStore:
         self._sql = _Statements(engine.dialect.name)
         self._effect_writers: dict[type, Callable[[sa.Connection, WriteItem, Any], None]] = {
             SaveWorld: self._save_world, RemoveWorld: self._remove_world, SavePolicy: self._save_policy,
-            SaveStrategies: self._save_strategies, SaveActivation: self._save_activation,
-            SaveHistory: self._save_history, AuditRecord: self._insert_audit, OutboxEvent: self._insert_outbox,
+            SaveStrategies: self._save_strategies, SaveHistory: self._save_history,
             RemoveActivation: self._remove_activation, SaveApplyRun: self._save_run, SaveEdge: self._save_edge,
             RemoveEdge: self._remove_edge, RememberCommand: self._remember_command, SaveAck: self._save_ack,
         }
+        self._batched_params: dict[type, Callable[[WriteItem, Any], dict[str, Any]]] = {
+            SaveActivation: self._activation_row, AuditRecord: self._audit_row, OutboxEvent: self._outbox_row,
+        }
+        self._batched_statements = {SaveActivation: self._sql.upsert[t.activations],
+                                    AuditRecord: self._sql.insert_audit, OutboxEvent: self._sql.insert_outbox}
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -132,9 +136,19 @@ class SqlStore:
         return results
 
     def _apply_item(self, conn: sa.Connection, item: WriteItem) -> None:
+        """Activation rows, audit entries and outbox events go out as one ``executemany`` each (an apply
+        writes dozens of each; per-statement overhead dominated). Every other effect runs in order; the
+        batched tables are only ever appended to or upserted per key, so their relative order is kept."""
         self._fence(conn, item)
+        batches: dict[type, list[dict[str, Any]]] = {}
         for effect in item.effects:
-            self._apply_effect(conn, item, effect)
+            params = self._batched_params.get(type(effect))
+            if params is None:
+                self._apply_effect(conn, item, effect)
+            else:
+                batches.setdefault(type(effect), []).append(params(item, effect))
+        for effect_type, rows in batches.items():
+            conn.execute(self._batched_statements[effect_type], rows)
 
     def _fence(self, conn: sa.Connection, item: WriteItem) -> None:
         if item.expected_version == 0:
@@ -177,10 +191,10 @@ class SqlStore:
         if strategies:
             conn.execute(self._sql.insert_bindings, [{"world_id": wid, "strategy_id": x} for x in strategies])
 
-    def _save_activation(self, conn: sa.Connection, item: WriteItem, effect: SaveActivation) -> None:
-        conn.execute(self._sql.upsert[t.activations], {
-            "world_id": item.world_id, "strategy_id": effect.strategy_id, "side": effect.side,
-            "entry": msgspec.to_builtins(effect.entry)})
+    @staticmethod
+    def _activation_row(item: WriteItem, effect: SaveActivation) -> dict[str, Any]:
+        return {"world_id": item.world_id, "strategy_id": effect.strategy_id, "side": effect.side,
+                "entry": msgspec.to_builtins(effect.entry)}
 
     def _remove_activation(self, conn: sa.Connection, item: WriteItem, effect: RemoveActivation) -> None:
         conn.execute(self._sql.delete_activation, {"w": item.world_id, "sid": effect.strategy_id, "side": effect.side})
@@ -215,15 +229,16 @@ class SqlStore:
             "world_id": item.world_id, "strategy_id": effect.entry.strategy_id,
             "entry": msgspec.to_builtins(effect.entry)})
 
-    def _insert_audit(self, conn: sa.Connection, item: WriteItem, effect: AuditRecord) -> None:
-        conn.execute(self._sql.insert_audit, {
-            "world_id": item.world_id, "event": effect.event, "actor": item.actor,
-            "correlation_id": item.correlation_id, "request": effect.request, "result": effect.result,
-            "created_at": item.created_at})
+    @staticmethod
+    def _audit_row(item: WriteItem, effect: AuditRecord) -> dict[str, Any]:
+        return {"world_id": item.world_id, "event": effect.event, "actor": item.actor,
+                "correlation_id": item.correlation_id, "request": effect.request, "result": effect.result,
+                "created_at": item.created_at}
 
-    def _insert_outbox(self, conn: sa.Connection, item: WriteItem, effect: OutboxEvent) -> None:
-        conn.execute(self._sql.insert_outbox, {"world_id": item.world_id, "topic": effect.topic,
-                                               "payload": effect.cloudevent, "created_at": item.created_at})
+    @staticmethod
+    def _outbox_row(item: WriteItem, effect: OutboxEvent) -> dict[str, Any]:
+        return {"world_id": item.world_id, "topic": effect.topic, "payload": effect.cloudevent,
+                "created_at": item.created_at}
 
     # --- reads -----------------------------------------------------------------------------------
 

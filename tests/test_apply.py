@@ -349,3 +349,23 @@ def test_recorded_acks_survive_a_restart_and_the_run_resumes_waiting_for_the_res
     assert [e["acked"] for e in run["events"]] == [True, False] and run["awaiting"] == "freeze"
     FakeGateway(restarted).ack(second)  # this gateway acknowledges the unfreeze events too
     assert _wait_for_phase(restarted, "r1", "completed")["phase"] == "completed"
+
+
+def test_apply_and_rollback_on_every_store_keep_projection_and_sql_equal(contract_api) -> None:
+    """SQLite and PostgreSQL, in-memory and Redis projections: the same runs, the same resulting state."""
+    h = contract_api
+    _world(h, entries={"s1": 0.5, "s2": 0.25})
+    done = h.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s3"], "deactivate": ["s1"]}})
+    assert done.status_code == 200 and done.json()["active"] == ["s3"]
+    faults.fail_at("apply.completed")  # after unfreeze created s4: the rollback must remove it again
+    try:
+        failed = h.client.post("/worlds/w1/apply", json={"run_id": "r2", "plan": {"activate": ["s4"]}})
+    finally:
+        faults.fail_at()
+    assert failed.status_code == 500
+    assert h.client.get("/worlds/w1/activation", params={"strategy_id": "s4", "side": "long"}).status_code == 404
+    assert _activation(h, "s3")["freeze"] is True and h.client.get("/worlds/w1/decisions").json()["strategies"] == ["s3"]
+    assert h.system.verify_projection() == []  # nothing to repair: the projection followed every write
+    etags = [a["result"]["etag"] for a in h.client.get("/worlds/w1/audit", params={"limit": 1000}).json()
+             if a["event"] == "activation_updated"]
+    assert len(etags) == len(set(etags))
