@@ -56,7 +56,7 @@ class SimulatedGateway:
         self._stop = asyncio.Event()
         consumer = AIOKafkaConsumer(self.activation_topic, bootstrap_servers=self.brokers,
                                     group_id=unique_topic("gateway"), auto_offset_reset="earliest",
-                                    session_timeout_ms=3000, heartbeat_interval_ms=300)
+                                    session_timeout_ms=3000, heartbeat_interval_ms=300, fetch_max_wait_ms=20)
         producer = AIOKafkaProducer(bootstrap_servers=self.brokers, acks="all")
         await consumer.start()
         await producer.start()
