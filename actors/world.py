@@ -191,23 +191,21 @@ class WorldActor(pykka.ThreadingActor):
     def _on_ack(self, request: Request, now: datetime) -> Reply:
         command = request.command
         assert isinstance(command, AckActivation)
-        outcome = apply.record_ack(self._state, command, now)
-        if outcome is not None:
-            self._persist(outcome, command.actor, command.correlation_id, now)
-            self._drive(command.run_id, command)
-            self._settle(command.run_id, first_answer=True)
+        self._carry_on(command.run_id, apply.record_ack(self._state, command, now), command, now)
         return Reply(status=202)
 
     def _on_tick(self, request: Request, now: datetime) -> Reply:
         run = self._state.open_run()
-        if run is None:
-            return Reply(status=204)
-        outcome = apply.tick(self._state, now, self._apply)
+        if run is not None:
+            self._carry_on(run.run_id, apply.tick(self._state, now, self._apply), None, now)
+        return Reply(status=204)
+
+    def _carry_on(self, run_id: str, outcome: Outcome | None, command: Command | None, now: datetime) -> None:
+        """Commit what an ACK or a timer changed, take the transitions that unblocked, answer if settled."""
         if outcome is not None:
             self._persist(outcome, None, None, now)
-        self._drive(run.run_id, request.command)
-        self._settle(run.run_id, first_answer=True)
-        return Reply(status=204)
+        self._drive(run_id, command)
+        self._settle(run_id, first_answer=True)
 
     def _resume(self) -> None:
         """A freshly loaded world with an open run (after a restart or a reload): re-send what it waits

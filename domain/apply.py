@@ -353,9 +353,19 @@ def record_ack(state: WorldState, ack: AckActivation, now: datetime) -> Outcome 
     events = list(run.events)
     events[index] = msgspec.structs.replace(events[index], acked=True, acked_at=_stamp(now))
     run = msgspec.structs.replace(run, events=events)
-    return Outcome(state=msgspec.structs.replace(state, runs={**state.runs, run.run_id: run}),
-                   effects=[SaveAck(run_id=run.run_id, sequence=ack.sequence, phase=ack.phase, acked_at=_stamp(now))],
+    return _with_run(state, run, [SaveAck(run_id=run.run_id, sequence=ack.sequence, phase=ack.phase,
+                                          acked_at=_stamp(now))])
+
+
+def _with_run(state: WorldState, run: ApplyRun, effects: list[Effect]) -> Outcome:
+    """A transition that changes only the run (ACKs, holds, re-sends), not the world's activation."""
+    return Outcome(state=msgspec.structs.replace(state, runs={**state.runs, run.run_id: run}), effects=effects,
                    reply=None)
+
+
+def _copies(state: WorldState, events: list[RunEvent]) -> list[Effect]:
+    """Re-sends carry the original sequence and idempotency key, so a Gateway that saw one drops it."""
+    return [OutboxEvent(topic=e.topic, key=state.world_id, cloudevent=e.cloudevent) for e in events]
 
 
 def tick(state: WorldState, now: datetime, settings: ApplySettings) -> Outcome | None:
@@ -388,15 +398,14 @@ def _hold_and_resend(state: WorldState, run: ApplyRun, phase: str, overdue: bool
         run = msgspec.structs.replace(run, held=True)
         effects.append(_stage(run, "awaiting_ack", ack_phase=phase, missing=[e.sequence for e in missing]))
     if run.next_resend_at is not None and now >= parse_iso(run.next_resend_at):
-        effects += [OutboxEvent(topic=e.topic, key=state.world_id, cloudevent=e.cloudevent) for e in missing]
+        effects += _copies(state, missing)
         backoff = min(settings.resend_initial_ms * 2 ** min(run.resends + 1, 16), settings.resend_max_ms)
         run = msgspec.structs.replace(run, resends=run.resends + 1,
                                       next_resend_at=_stamp(now + timedelta(milliseconds=backoff)))
     if not effects:
         return None
     run = msgspec.structs.replace(run, updated_at=_stamp(now))
-    return Outcome(state=msgspec.structs.replace(state, runs={**state.runs, run.run_id: run}),
-                   effects=[*effects, SaveApplyRun(run=run)], reply=None)
+    return _with_run(state, run, [*effects, SaveApplyRun(run=run)])
 
 
 def resend_all(state: WorldState, now: datetime) -> Outcome | None:
@@ -405,11 +414,9 @@ def resend_all(state: WorldState, now: datetime) -> Outcome | None:
     phase = awaiting(run) if run is not None else None
     if run is None or phase is None:
         return None
-    effects: list[Effect] = [OutboxEvent(topic=e.topic, key=state.world_id, cloudevent=e.cloudevent)
-                             for e in _unacked(run, phase)]
+    copies = _copies(state, _unacked(run, phase))
     run = msgspec.structs.replace(run, resends=run.resends + 1, updated_at=_stamp(now))
-    return Outcome(state=msgspec.structs.replace(state, runs={**state.runs, run.run_id: run}),
-                   effects=[*effects, SaveApplyRun(run=run)], reply=None)
+    return _with_run(state, run, [*copies, SaveApplyRun(run=run)])
 
 
 # --- answers -------------------------------------------------------------------------------------------
