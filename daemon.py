@@ -25,9 +25,10 @@ from messages.config import Config, ConfigError, load_config
 from storage import migrate
 from storage.activation_store import MemoryActivationStore, RedisActivationStore
 from storage.engine import create_engine
+from storage.probes import redis_unreachable, sql_unreachable
 from storage.sql import SqlStore
 from transport.http import Edge, create_app
-from transport.kafka import KafkaConsumerLoop, KafkaPublisher
+from transport.kafka import KafkaConsumerLoop, KafkaPublisher, brokers_unreachable
 from transport.kafka_intake import CommandIntake, ack_handler
 from transport.memory_bus import InMemoryBus
 
@@ -65,6 +66,26 @@ class Runtime:
     def close(self) -> None:
         self.system.stop()
         self.store.engine.dispose()
+
+
+def preflight(config: Config) -> list[str]:
+    """Everything that stops a start, one line per setting: missing settings first; in prod, then every
+    required service that does not answer."""
+    problems = config.prod_problems() + config.auth_problems()
+    if problems or config.profile != "prod":
+        return problems
+    server = config.server
+    probes = (("worldservice.server.dsn", sql_unreachable, server.dsn),
+              ("worldservice.server.redis", redis_unreachable, server.redis),
+              ("worldservice.server.controlbus_brokers", brokers_unreachable, server.controlbus_brokers))
+    return [f"{name}: unreachable ({why})" for name, probe, target in probes if (why := probe(target))]
+
+
+def _checked(config: Config) -> Config:
+    problems = preflight(config)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
 
 
 def projection_store(config: Config) -> Any:
@@ -230,7 +251,7 @@ async def serve(config: Config) -> None:
 async def _serve_http(config: Config, runtime: Runtime, edge: Edge, shutdown: _Shutdown, repaired: int) -> None:
     edge.ready = True
     bind = config.server.bind
-    server = _Server(uvicorn.Config(create_app(edge), host=bind.host, port=bind.port, lifespan="off",
+    server = _Server(uvicorn.Config(create_app(edge, config.server.auth), host=bind.host, port=bind.port, lifespan="off",
                                     log_config=None, access_log=False, timeout_graceful_shutdown=25))
     shutdown.server, shutdown.edge = server, edge
     timers = [asyncio.create_task(_sweep_forever(runtime.system, config.worldservice.actors.sweep_interval_s)),
@@ -299,16 +320,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "check-config":
             configure_logging(config.worldservice.log_level)
         if args.command == "serve":
-            asyncio.run(serve(config))
+            asyncio.run(serve(_checked(config)))
         elif args.command == "migrate":
             _run_migrate(config)
         elif args.command == "rebuild-activation":
             _run_rebuild(config)
         else:
-            projection_store(config)
+            _checked(config)
             print(f"configuration ok (profile {config.profile})")
     except ConfigError as exc:
-        print(f"worldservice: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"worldservice: {line}", file=sys.stderr)
         return 2
     return 0
 

@@ -27,9 +27,30 @@ class Bind(msgspec.Struct, forbid_unknown_fields=True):
     port: int = 8080
 
 
+class JwtConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Bearer JWT verification, everything pinned: one algorithm, its key, issuer and audience."""
+
+    algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
+    secret: str | None = None  # HS*: the shared secret
+    public_key: str | None = None  # RS256/ES256: PEM text
+    issuer: str | None = None
+    audience: str | None = None
+    roles_claim: str = "roles"
+    leeway_s: Annotated[float, Meta(ge=0)] = 30.0
+
+
 class Auth(msgspec.Struct, forbid_unknown_fields=True):
+    """``jwt`` turns authentication on (every route but health and metrics). ``tokens`` are opaque
+    service tokens (a Gateway's), granted ``service_role`` on every world."""
+
     header: str = "Authorization"
     tokens: list[str] = []
+    service_role: Literal["reader", "operator", "owner"] = "reader"
+    jwt: JwtConfig | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.jwt is not None or bool(self.tokens)
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,6 +133,27 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     def sql_dsn(self) -> str:
         return self.server.dsn or f"sqlite:///{Path(self.worldservice.data_dir) / 'worldservice.sqlite3'}"
 
+    def prod_problems(self) -> list[str]:
+        """What the prod profile requires and this configuration lacks, one line per setting."""
+        if self.profile != "prod":
+            return []
+        server, problems = self.server, []
+        if not (server.dsn or "").startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            problems.append("worldservice.server.dsn: prod requires a PostgreSQL DSN (postgresql://...)")
+        if not server.redis:
+            problems.append("worldservice.server.redis: prod requires Redis (the in-memory activation store is refused)")
+        if not server.controlbus_brokers:
+            problems.append("worldservice.server.controlbus_brokers: prod requires Kafka (the in-memory bus is refused)")
+        problems += _jwt_problems(server.auth.jwt)
+        return problems
+
+    def auth_problems(self) -> list[str]:
+        """A configured JWT block must name its key in any profile (prod checks more, above)."""
+        jwt = self.server.auth.jwt
+        if jwt is None or self.profile == "prod":
+            return []
+        return [p for p in _jwt_problems(jwt) if p.endswith(f"required for {jwt.algorithm}")]
+
     def await_acks(self) -> bool:
         flag = self.worldservice.apply.await_acks
         return bool(self.server.controlbus_brokers) if flag is None else flag
@@ -119,6 +161,19 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     def auto_migrate(self) -> bool:
         flag = self.worldservice.storage.auto_migrate
         return self.profile == "dev" if flag is None else flag
+
+
+def _jwt_problems(jwt: JwtConfig | None) -> list[str]:
+    if jwt is None:
+        return ["worldservice.server.auth.jwt: prod requires authentication (algorithm, key, issuer, audience)"]
+    problems = []
+    key_field = "secret" if jwt.algorithm.startswith("HS") else "public_key"
+    if not getattr(jwt, key_field):
+        problems.append(f"worldservice.server.auth.jwt.{key_field}: required for {jwt.algorithm}")
+    for name in ("issuer", "audience"):
+        if not getattr(jwt, name):
+            problems.append(f"worldservice.server.auth.jwt.{name}: prod pins the token {name}")
+    return problems
 
 
 class ConfigError(ValueError):

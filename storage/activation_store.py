@@ -70,6 +70,9 @@ class RedisActivationStore:
     def key(self, world_id: str) -> str:
         return f"{self._prefix}world:{world_id}:activation"
 
+    def ping(self) -> None:
+        self._client.ping()
+
     def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
         pipe = self._client.pipeline(transaction=True)
         pipe.hset(self.key(world_id), mapping={f"{strategy_id}|{side}": _encoder.encode(entry),

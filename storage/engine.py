@@ -42,7 +42,7 @@ def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(dsn: str, *, sqlite_synchronous: str = "FULL") -> sa.Engine:
+def create_engine(dsn: str, *, sqlite_synchronous: str = "FULL", connect_timeout_s: float = 10.0) -> sa.Engine:
     url = sa.make_url(normalise_dsn(dsn))
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -50,4 +50,5 @@ def create_engine(dsn: str, *, sqlite_synchronous: str = "FULL") -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **_JSON)
         _configure_sqlite(engine, sqlite_synchronous)
         return engine
-    return sa.create_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=True, **_JSON)
+    return sa.create_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=True,
+                            connect_args={"connect_timeout": max(1, round(connect_timeout_s))}, **_JSON)

@@ -100,7 +100,7 @@ class Harness:
 def start_harness(config: Config, **clocks: object) -> Harness:
     runtime = build_runtime(config, **clocks)
     edge = Edge(system=runtime.system, ready=True)
-    client = TestClient(create_app(edge), raise_server_exceptions=False)
+    client = TestClient(create_app(edge, config.server.auth), raise_server_exceptions=False)
     client.__enter__()
     return Harness(config=config, runtime=runtime, client=client)
 

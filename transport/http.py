@@ -31,10 +31,15 @@ from messages.errors import ErrorBody
 from messages.policies import PolicyInfo, PolicyRequest, PolicyVersionRef, SetDefaultRequest
 from messages.types import WorldId
 from messages.worlds import WorldCreate, WorldDescription, WorldRecord, WorldUpdate
+from messages.config import Auth
+from transport.auth import Authenticator, authorize, require
 from transport.errors import client_error_handler
 from transport.metrics import EdgeMetrics
 
 CORRELATION_HEADER = "X-Correlation-ID"
+PUBLIC = {"public": True}
+OPERATOR = {"role": "operator"}
+OWNER = {"role": "owner"}
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
@@ -88,8 +93,11 @@ def _header(request: Request, name: str, max_length: int) -> str | None:
 
 
 def _caller(request: Request) -> dict[str, Any]:
-    """Who asked and under which correlation id: recorded on every audit entry."""
-    return {"actor": _header(request, "X-Caller-Sub", 256),
+    """Who asked and under which correlation id: recorded on every audit entry. With auth on, the actor
+    is the verified token's subject, never a header the caller chose."""
+    principal = getattr(request.state, "principal", None)
+    actor = principal.subject if principal is not None else _header(request, "X-Caller-Sub", 256)
+    return {"actor": actor,
             "correlation_id": _header(request, CORRELATION_HEADER, 128) or uuid.uuid4().hex,
             "command_id": _header(request, "Idempotency-Key", 256)}
 
@@ -121,23 +129,27 @@ class WorldsController(Controller):
     path = "/worlds"
     tags = ["worlds"]
 
-    @post("/", status_code=201, responses=_errors(409))  # type: ignore[misc]
+    @post("/", status_code=201, responses=_errors(409), opt={"world_in_body": True})  # type: ignore[misc]
     async def create(self, request: Request, data: JSONBody[WorldCreate]) -> Response[WorldRecord]:
+        require(request, data.id, "owner")
         return _respond(request, await _run(request, c.CreateWorld, data.id, body=data))
 
-    @get("/")
+    @get("/", opt={"authenticated": True})
     async def list_worlds(self, request: Request) -> list[WorldRecord]:
-        return await asyncio.to_thread(_edge(request).system.store.list_worlds)
+        """Only the worlds the caller may read (all of them with auth off)."""
+        worlds = await asyncio.to_thread(_edge(request).system.store.list_worlds)
+        principal = getattr(request.state, "principal", None)
+        return [w for w in worlds if principal is None or principal.may(w.id, "reader")]
 
     @get("/{world_id:str}")
     async def get_world(self, request: Request, world_id: FromPath[str]) -> Response[WorldRecord]:
         return _respond(request, await _run(request, c.GetWorld, world_id))
 
-    @put("/{world_id:str}")
+    @put("/{world_id:str}", opt=OWNER)
     async def update(self, request: Request, world_id: FromPath[str], data: JSONBody[WorldUpdate]) -> Response[WorldRecord]:
         return _respond(request, await _run(request, c.UpdateWorld, world_id, body=data))
 
-    @delete("/{world_id:str}", status_code=204)
+    @delete("/{world_id:str}", status_code=204, opt=OWNER)
     async def delete_world(self, request: Request, world_id: FromPath[str], force: FromQuery[bool] = False) -> Response[None]:
         return _respond(request, await _run(request, c.DeleteWorld, world_id, force=force))
 
@@ -156,7 +168,7 @@ class WorldsController(Controller):
         headers = {"X-Next-After": str(page.next_after)} if page.next_after is not None else {}
         return _respond(request, Reply(200, page.entries), headers)
 
-    @post("/{world_id:str}/history", status_code=204)
+    @post("/{world_id:str}/history", status_code=204, opt=OPERATOR)
     async def put_history(self, request: Request, world_id: FromPath[str], data: JSONBody[HistoryRequest]) -> Response[None]:
         return _respond(request, await _run(request, c.PutHistory, world_id, body=data))
 
@@ -169,7 +181,7 @@ class PoliciesController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["policies"]
 
-    @post("/policies", status_code=200)
+    @post("/policies", status_code=200, opt=OWNER)
     async def add(self, request: Request, world_id: FromPath[str], data: JSONBody[PolicyRequest]) -> Response[PolicyVersionRef]:
         return _respond(request, await _run(request, c.AddPolicy, world_id, body=data))
 
@@ -185,7 +197,7 @@ class PoliciesController(Controller):
     async def get_meta(self, request: Request, world_id: FromPath[str], version: FromPath[int]) -> Response[PolicyInfo]:
         return _respond(request, await _run(request, c.GetPolicyInfo, world_id, version=max(version, 1)))
 
-    @post("/set-default", status_code=200)
+    @post("/set-default", status_code=200, opt=OWNER)
     async def set_default(self, request: Request, world_id: FromPath[str], data: JSONBody[SetDefaultRequest | None] = None,
                           v: Annotated[int | None, QueryParameter(ge=1)] = None) -> Response[PolicyVersionRef]:
         """The version comes in the body ``{"version": V}`` (reference) or as ``?v=V`` (its documentation)."""
@@ -195,7 +207,7 @@ class PoliciesController(Controller):
         return _respond(request, await _run(request, c.SetDefaultPolicy, world_id, body=body))
 
 
-@get("/policies/presets", tags=["policies"])
+@get("/policies/presets", tags=["policies"], opt={"authenticated": True})
 async def list_presets() -> dict[str, dict[str, Any]]:
     return PRESETS
 
@@ -204,7 +216,7 @@ class StrategiesController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["bindings", "decisions"]
 
-    @post("/bindings", status_code=200)
+    @post("/bindings", status_code=200, opt=OWNER)
     async def add_bindings(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.AddBindings, world_id, body=data))
 
@@ -212,7 +224,7 @@ class StrategiesController(Controller):
     async def get_bindings(self, request: Request, world_id: FromPath[str]) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.GetBindings, world_id))
 
-    @post("/decisions", status_code=200)
+    @post("/decisions", status_code=200, opt=OWNER)
     async def set_decisions(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.SetDecisions, world_id, body=data))
 
@@ -249,7 +261,7 @@ class ActivationController(Controller):
             return Response(content=None, status_code=304, headers={"ETag": etag})
         return _respond(request, reply, {"ETag": etag})
 
-    @put("/activation", status_code=200, responses=_errors(404, 409, 412))
+    @put("/activation", status_code=200, responses=_errors(404, 409, 412), opt=OPERATOR)
     async def put_activation(self, request: Request, world_id: FromPath[str],
                              data: JSONBody[ActivationRequest]) -> Response[ActivationEnvelope]:
         if_match = request.headers.get("If-Match")
@@ -280,7 +292,7 @@ class ApplyController(Controller):
         """Policy selection only: the active set an apply of these metrics would choose; nothing changes."""
         return _respond(request, await _run(request, c.Evaluate, world_id, body=data))
 
-    @post("/apply", status_code=200, responses={**_errors(404, 409, 422, 500),
+    @post("/apply", status_code=200, opt=OPERATOR, responses={**_errors(404, 409, 422, 500),
                                                 202: ResponseSpec(data_container=ApplyAck, description="held")})
     async def apply(self, request: Request, world_id: FromPath[str], data: JSONBody[ApplyRequest]) -> Response[ApplyAck]:
         """Freeze -> switch -> unfreeze. Answers when the run completed (200), rolled back (500; a repeat
@@ -292,12 +304,12 @@ class ApplyController(Controller):
         return _respond(request, await _run(request, c.GetApplyRun, world_id, run_id=run_id))
 
 
-@get(["/healthz", "/health"], tags=["operations"])
+@get(["/healthz", "/health"], tags=["operations"], opt=PUBLIC)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", tags=["operations"])
+@get("/readyz", tags=["operations"], opt=PUBLIC)
 async def readyz(request: Request) -> Response[dict[str, str]]:
     edge = _edge(request)
     if edge.ready and not edge.draining:
@@ -305,7 +317,7 @@ async def readyz(request: Request) -> Response[dict[str, str]]:
     return Response(content={"status": "draining" if edge.draining else "starting"}, status_code=503)
 
 
-@get("/metrics", tags=["operations"], include_in_schema=False)
+@get("/metrics", tags=["operations"], include_in_schema=False, opt=PUBLIC)
 async def metrics(request: Request) -> Response[bytes]:
     edge = _edge(request)
     system = edge.system
@@ -315,13 +327,15 @@ async def metrics(request: Request) -> Response[bytes]:
     return Response(content=edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@get("/openapi.json", include_in_schema=False)
+@get("/openapi.json", include_in_schema=False, opt={"authenticated": True})
 async def openapi_json(request: Request) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
-def create_app(edge: Edge) -> Litestar:
+def create_app(edge: Edge, auth: Auth | None = None) -> Litestar:
+    """``auth`` with a JWT block or service tokens turns authentication and roles on (see transport/auth)."""
     app = Litestar(
+        guards=[authorize],
         route_handlers=[WorldsController, PoliciesController, StrategiesController, ActivationController,
                         ApplyController, list_presets, healthz, readyz, metrics, openapi_json],
         exception_handlers={HTTPException: client_error_handler},
@@ -330,4 +344,6 @@ def create_app(edge: Edge) -> Litestar:
         debug=False,
     )
     app.state.edge = edge
+    app.state.authenticator = Authenticator(auth) if auth is not None and auth.enabled else None
+    app.state.auth_header = auth.header if auth is not None else "Authorization"
     return app

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -354,3 +355,17 @@ class KafkaConsumerLoop:
         except KafkaError as exc:
             # The handler did its work; a later commit covers these offsets, or they are redelivered.
             log.warning("kafka.commit_failed", topic=self.topic, error=repr(exc))
+
+
+def brokers_unreachable(brokers: list[str], timeout_s: float = 3.0) -> str | None:
+    """Preflight: ``None`` when at least one bootstrap broker accepts a TCP connection (the client finds
+    the rest of the cluster through it), else why not."""
+    errors = []
+    for broker in brokers:
+        host, _, port = broker.rpartition(":")
+        try:
+            socket.create_connection((host or broker, int(port or 9092)), timeout=timeout_s).close()
+            return None
+        except (OSError, ValueError) as exc:
+            errors.append(f"{broker}: {exc}")
+    return "; ".join(errors) or "no brokers"
