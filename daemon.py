@@ -31,6 +31,7 @@ from transport.http import Edge, create_app
 from transport.kafka import KafkaConsumerLoop, KafkaPublisher, brokers_unreachable
 from transport.kafka_intake import CommandIntake, ack_handler
 from transport.memory_bus import InMemoryBus
+from transport.systemd import Systemd
 
 log = structlog.get_logger("worldservice.daemon")
 
@@ -138,10 +139,11 @@ class _Shutdown:
     """Installed before anything starts and kept until the drain is over, so a signal at any moment
     (during recovery, while serving, a second one while draining) leads to the same clean exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, systemd: Systemd) -> None:
         self.requested = False
         self.server: uvicorn.Server | None = None
         self.edge: Edge | None = None
+        self.systemd = systemd
 
     def install(self) -> None:
         loop = asyncio.get_running_loop()
@@ -149,6 +151,8 @@ class _Shutdown:
             loop.add_signal_handler(sig, self.request)
 
     def request(self) -> None:
+        if not self.requested:
+            self.systemd.notify("STOPPING=1")
         self.requested = True
         if self.edge is not None:
             self.edge.draining = True  # readiness fails first, so balancers stop sending
@@ -224,7 +228,7 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
 
 
 async def serve(config: Config) -> None:
-    shutdown = _Shutdown()
+    shutdown = _Shutdown(Systemd())
     shutdown.install()
     publisher = _kafka_publisher(config)
     runtime = await asyncio.to_thread(build_runtime, config, publisher)
@@ -255,7 +259,8 @@ async def _serve_http(config: Config, runtime: Runtime, edge: Edge, shutdown: _S
                                     log_config=None, access_log=False, timeout_graceful_shutdown=25))
     shutdown.server, shutdown.edge = server, edge
     timers = [asyncio.create_task(_sweep_forever(runtime.system, config.worldservice.actors.sweep_interval_s)),
-              asyncio.create_task(_tick_forever(runtime.system, config))]
+              asyncio.create_task(_tick_forever(runtime.system, config)),
+              asyncio.create_task(_ready_then_watchdog(server, shutdown.systemd, runtime.system))]
     log.info("serving", host=bind.host, port=bind.port, profile=config.profile, dsn=_redacted(config.sql_dsn()),
              projection_repaired=repaired)
     try:
@@ -264,6 +269,15 @@ async def _serve_http(config: Config, runtime: Runtime, edge: Edge, shutdown: _S
         edge.draining = True
         for timer in timers:
             timer.cancel()
+
+
+async def _ready_then_watchdog(server: uvicorn.Server, systemd: Systemd, system: ActorSystem) -> None:
+    """READY=1 once recovery is done and the port accepts connections (uvicorn sets ``started``); the
+    watchdog pets begin after it."""
+    while not server.started:
+        await asyncio.sleep(0.02)
+    systemd.notify("READY=1")
+    await systemd.watchdog(system.alive)
 
 
 def _redacted(dsn: str) -> str:

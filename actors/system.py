@@ -110,6 +110,17 @@ class ActorSystem:
             answer.get(timeout=timeout_s)
         return worlds
 
+    def alive(self, timeout_s: float) -> bool:
+        """One round trip through every daemon-wide actor (the watchdog's evidence of health)."""
+        try:
+            self.directory.ask(ResidentWorlds(), timeout=timeout_s)
+            self.writer.proxy().stats().get(timeout=timeout_s)
+            self.relay.proxy().failing.get(timeout=timeout_s)
+            self.projection.dirty_count().get(timeout=timeout_s)
+        except (pykka.Timeout, pykka.ActorDeadError):
+            return False
+        return True
+
     def verify_projection(self) -> list[str]:
         """Compare every world's projection with SQL and rewrite the ones that differ (startup check)."""
         repaired = []
