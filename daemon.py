@@ -173,6 +173,18 @@ async def _sweep_forever(system: ActorSystem, interval_s: float) -> None:
         await asyncio.to_thread(system.sweep)
 
 
+async def _guard_projection_forever(system: ActorSystem, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            repaired = await asyncio.to_thread(system.guard_projection)
+        except Exception as exc:  # noqa: BLE001 - Redis down or a world slow: the next round retries
+            log.error("activation_projection_guard_failed", error=repr(exc))
+            continue
+        if repaired:
+            log.warning("activation_projection_rebuilt", worlds=len(repaired))
+
+
 async def _tick_forever(system: ActorSystem, config: Config) -> None:
     """Apply timers (ACK gap timeouts, deadlines, re-sends) and relay retries after a broker outage;
     both are ``tell``s, so the loop never waits on an actor."""
@@ -260,6 +272,7 @@ async def _serve_http(config: Config, runtime: Runtime, edge: Edge, shutdown: _S
     shutdown.server, shutdown.edge = server, edge
     timers = [asyncio.create_task(_sweep_forever(runtime.system, config.worldservice.actors.sweep_interval_s)),
               asyncio.create_task(_tick_forever(runtime.system, config)),
+              asyncio.create_task(_guard_projection_forever(runtime.system, config.worldservice.actors.projection_check_s)),
               asyncio.create_task(_ready_then_watchdog(server, shutdown.systemd, runtime.system))]
     log.info("serving", host=bind.host, port=bind.port, profile=config.profile, dsn=_redacted(config.sql_dsn()),
              projection_repaired=repaired)

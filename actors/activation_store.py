@@ -40,6 +40,17 @@ class ActivationStoreActor(pykka.ThreadingActor):
         found = self.store.get(world_id)
         return state_hash(*found) if found else None
 
+    def mark_complete(self) -> None:
+        self.store.mark_complete()
+
+    def needs_rebuild(self) -> bool:
+        """The completeness marker is gone (the store was flushed or replaced) or a write failed."""
+        try:
+            return bool(self.dirty) or not self.store.is_marked_complete()
+        except Exception as exc:  # noqa: BLE001 - unreachable now: check again on the next round
+            log.error("activation_projection_unreachable", error=repr(exc))
+            return False
+
     def dirty_count(self) -> int:
         """Worlds whose projection is known to lag SQL; the startup check (or a replace) repairs them."""
         return len(self.dirty)

@@ -19,7 +19,7 @@ from actors.sql_writer import MarkSent, SqlWriter
 from actors.world import WorldActor
 from domain.activation import fold_audit, state_hash
 from domain.apply import ApplySettings
-from messages.commands import ApplyTick
+from messages.commands import ApplyTick, RefreshProjection
 from storage.sql import SqlStore
 
 
@@ -101,13 +101,7 @@ class ActorSystem:
         """Startup, before readiness: every world whose latest run did not finish is loaded, which resumes
         (or, past its deadline, rolls back) that run and re-sends the events it still waits for."""
         worlds = self.store.worlds_with_open_runs()
-        answers = []
-        for world_id in worlds:
-            answer: pykka.ThreadingFuture = pykka.ThreadingFuture()
-            self.send(Request(command=ApplyTick(world_id=world_id), reply=answer.set))
-            answers.append(answer)
-        for answer in answers:
-            answer.get(timeout=timeout_s)
+        self._ask_every_world(worlds, ApplyTick, timeout_s)
         return worlds
 
     def alive(self, timeout_s: float) -> bool:
@@ -122,7 +116,8 @@ class ActorSystem:
         return True
 
     def verify_projection(self) -> list[str]:
-        """Compare every world's projection with SQL and rewrite the ones that differ (startup check)."""
+        """Compare every world's projection with SQL and rewrite the ones that differ (startup check);
+        then mark the projection complete."""
         repaired = []
         for world_id in self.store.world_ids():
             state = self.store.load_world(world_id)
@@ -130,7 +125,28 @@ class ActorSystem:
             if self.projection.projection_hash(world_id).get() != expected:
                 self.projection.replace(world_id, state.activation_counter, state.activation).get()
                 repaired.append(world_id)
+        self.projection.mark_complete().get()
         return repaired
+
+    def guard_projection(self, timeout_s: float = 60.0) -> list[str]:
+        """Timer: a flushed Redis (or a failed write) is noticed by one EXISTS; every world's actor then
+        rewrites its projection from its committed state, in order with its own writes, and the
+        projection is marked complete again."""
+        if not self.projection.needs_rebuild().get():
+            return []
+        worlds = self.store.world_ids()
+        self._ask_every_world(worlds, RefreshProjection, timeout_s)  # a successful rewrite clears "dirty"
+        self.projection.mark_complete().get()
+        return worlds
+
+    def _ask_every_world(self, worlds: list[str], command: type, timeout_s: float) -> None:
+        answers = []
+        for world_id in worlds:
+            answer: pykka.ThreadingFuture = pykka.ThreadingFuture()
+            self.send(Request(command=command(world_id=world_id), reply=answer.set))
+            answers.append(answer)
+        for answer in answers:
+            answer.get(timeout=timeout_s)
 
     def rebuild_projection_from_audit(self) -> int:
         """Rebuild every world's projection by replaying the audit log (``rebuild-activation``)."""

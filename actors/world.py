@@ -24,7 +24,7 @@ from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveA
 from domain.handle import answer, handle, is_mutation
 from domain.state import Outcome, WorldState
 from domain.timefmt import iso_z
-from messages.commands import AckActivation, ApplyTick, Command, GetAudit, StartApply
+from messages.commands import AckActivation, ApplyTick, Command, GetAudit, RefreshProjection, StartApply
 from messages.errors import CommandRejected, ErrorBody, not_found
 from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 
@@ -59,6 +59,9 @@ class RunOpen(msgspec.Struct, frozen=True):
     open: bool
 
 
+_QUIET = (AckActivation, ApplyTick, RefreshProjection)  # internal messages: no per-command log line
+
+
 def noop_reply(reply: Reply) -> None:
     """Reply hook of internal messages (ACKs, ticks): nobody waits for them."""
 
@@ -89,9 +92,9 @@ class WorldActor(pykka.ThreadingActor):
             except BaseException:  # even a failing logger must not leave a caller waiting forever
                 self.state = None
                 reply = error_reply(500, "internal error; retry")
+            self._report_status()  # before the reply: a caller that reads residency next sees it settled
             if reply is not None:
                 message.reply(reply)
-            self._report_status()
 
     def _report_status(self) -> None:
         if self.state is None:
@@ -124,7 +127,7 @@ class WorldActor(pykka.ThreadingActor):
         except Exception as exc:  # an actor must outlive any one command: reload and answer
             bound.exception("command_failed", error=repr(exc))
             reply = self._reset(request, 500, "internal error; retry")
-        if reply is not None and is_mutation(command) and not isinstance(command, (AckActivation, ApplyTick)):
+        if reply is not None and is_mutation(command) and not isinstance(command, _QUIET):
             bound.info("command", status=reply.status)
         return reply
 
@@ -262,8 +265,18 @@ class WorldActor(pykka.ThreadingActor):
         assert self.state is not None
         return self.state
 
+    def _refresh_projection(self, request: Request, now: datetime) -> Reply:
+        """Told through this mailbox, so the rewrite is ordered with this world's own projection writes."""
+        state = self._state
+        if state.world is None:
+            self._projection.delete(self.world_id)
+        else:
+            self._projection.replace(self.world_id, state.activation_counter, state.activation)
+        return Reply(status=204)
+
     _APPLY_HANDLERS: dict[type, Callable[[WorldActor, Request, datetime], Reply | None]] = {
         StartApply: _start_apply, AckActivation: _on_ack, ApplyTick: _on_tick,
+        RefreshProjection: _refresh_projection,
     }
 
     # --- persistence -----------------------------------------------------------------------------

@@ -83,9 +83,13 @@ class ApplyTick(Command, tag="apply_tick"):
     """Timer: check a world's open run for ACK gap timeouts, its deadline and re-sends."""
 
 
+class RefreshProjection(Command, tag="refresh_projection"):
+    """Rewrite this world's activation projection from the actor's committed state (after a flush)."""
+
+
 Mutation = Union[
     CreateWorld, UpdateWorld, DeleteWorld, AddPolicy, SetDefaultPolicy, AddBindings, SetDecisions,
-    PutActivation, PutHistory, StartApply,
+    PutActivation, PutHistory, StartApply, RefreshProjection,
 ]
 
 # --- reads -----------------------------------------------------------------------------------------

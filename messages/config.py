@@ -71,6 +71,7 @@ class ActorsConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_resident_worlds: int = 5000
     group_commit_max: int = 256
     write_timeout_s: float = 30.0
+    projection_check_s: float = 5.0  # how soon a flushed Redis is noticed and rebuilt
 
 
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True):

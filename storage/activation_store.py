@@ -26,6 +26,7 @@ class MemoryActivationStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._worlds: dict[str, tuple[int, Entries]] = {}
+        self._complete = False
 
     def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
         with self._lock:
@@ -49,6 +50,13 @@ class MemoryActivationStore:
     def flush_all(self) -> None:
         with self._lock:
             self._worlds.clear()
+            self._complete = False
+
+    def mark_complete(self) -> None:
+        self._complete = True
+
+    def is_marked_complete(self) -> bool:
+        return self._complete
 
     def ping(self) -> None:
         return None
@@ -70,8 +78,13 @@ class RedisActivationStore:
     def key(self, world_id: str) -> str:
         return f"{self._prefix}world:{world_id}:activation"
 
-    def ping(self) -> None:
-        self._client.ping()
+    def mark_complete(self) -> None:
+        """Set once the projection equals SQL; its disappearance (FLUSHALL, a fresh Redis) means the
+        projection must be rebuilt."""
+        self._client.set(f"{self._prefix}projection:complete", b"1")
+
+    def is_marked_complete(self) -> bool:
+        return bool(self._client.exists(f"{self._prefix}projection:complete"))
 
     def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
         pipe = self._client.pipeline(transaction=True)
