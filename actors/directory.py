@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import pykka
@@ -28,6 +29,11 @@ class TickOpenRuns:
 
 
 @dataclass(frozen=True, slots=True)
+class WorldMailboxes:
+    """Ask: messages waiting in all resident world actors' mailboxes together."""
+
+
+@dataclass(frozen=True, slots=True)
 class ResidentWorlds:
     """Ask: the ids of the worlds that currently have an actor (thread)."""
 
@@ -47,22 +53,18 @@ class Directory(pykka.ThreadingActor):
         self.draining = False
 
     def on_receive(self, message: object) -> object:
-        if isinstance(message, Request):
-            self._route(message)
-        elif isinstance(message, Sweep):
-            self._sweep()
-        elif isinstance(message, ResidentWorlds):
-            return sorted(self._actors)
-        elif isinstance(message, WorldStopped):
-            self._forget_if_same(message)
-        elif isinstance(message, WorldVacant):
-            self._passivate_if_same(message)
-        elif isinstance(message, RunOpen):
-            self._track_run(message)
-        elif isinstance(message, TickOpenRuns):
-            for world_id in sorted(self._open_runs):
-                self._route(Request(command=ApplyTick(world_id=world_id), reply=noop_reply))
-        return None
+        handler = self._HANDLERS.get(type(message))
+        return handler(self, message) if handler is not None else None
+
+    def _resident(self, _: ResidentWorlds) -> list[str]:
+        return sorted(self._actors)
+
+    def _world_mailboxes(self, _: WorldMailboxes) -> int:
+        return sum(ref.actor_inbox.qsize() for ref in self._actors.values())
+
+    def _tick_open_runs(self, _: TickOpenRuns) -> None:
+        for world_id in sorted(self._open_runs):
+            self._route(Request(command=ApplyTick(world_id=world_id), reply=noop_reply))
 
     def _track_run(self, status: RunOpen) -> None:
         ref = self._actors.get(status.world_id)
@@ -133,3 +135,9 @@ class Directory(pykka.ThreadingActor):
     def on_stop(self) -> None:
         for world_id in list(self._actors):
             self._passivate(world_id)
+
+    _HANDLERS: dict[type, Callable[[Directory, Any], object]] = {
+        Request: _route, Sweep: lambda self, _: self._sweep(), ResidentWorlds: _resident,
+        WorldMailboxes: _world_mailboxes, WorldStopped: _forget_if_same, WorldVacant: _passivate_if_same,
+        RunOpen: _track_run, TickOpenRuns: _tick_open_runs,
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from messages.apply import ApplyRun
 
@@ -16,6 +16,9 @@ class ActorMetrics:
                                       ["stage"], registry=self.registry)
         self.acks = Counter("world_activation_acks_total", "Sequenced activation events acknowledged by Gateways",
                             registry=self.registry)
+        self.ack_wait = Histogram("world_activation_ack_wait_seconds",
+                                  "From the start of a run's ACK wait to each ACK it receives", registry=self.registry,
+                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.gap_timeouts = Counter("world_activation_ack_gap_timeouts_total",
                                     "ACK waits that passed activation_gap_timeout_ms", registry=self.registry)
         self.resends = Counter("world_activation_resent_total", "Unacknowledged activation events sent again",

@@ -13,7 +13,7 @@ import pykka
 from actors.activation_store import ActivationStoreActor
 from actors.bridge import Request
 from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
-from actors.directory import Directory, ResidentWorlds, Sweep, TickOpenRuns
+from actors.directory import Directory, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.world import WorldActor
@@ -76,6 +76,14 @@ class ActorSystem:
 
     def resident_worlds(self) -> list[str]:
         return self.directory.ask(ResidentWorlds())
+
+    def mailbox_depths(self) -> dict[str, int]:
+        """Queue lengths, read without a round trip (a wedged actor still shows its backlog)."""
+        refs = {"directory": self.directory, "writer": self.writer, "relay": self.relay,
+                "projection": self.projection.actor_ref}
+        depths = {name: ref.actor_inbox.qsize() for name, ref in refs.items()}
+        depths["worlds"] = self.directory.ask(WorldMailboxes(), timeout=5)
+        return depths
 
     def outbox_pending(self) -> int:
         return self.relay.proxy().pending_count().get()

@@ -23,8 +23,9 @@ from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
 from domain.state import Outcome, WorldState
-from domain.timefmt import iso_z
+from domain.timefmt import iso_z, parse_iso
 from messages.commands import AckActivation, ApplyTick, Command, GetAudit, RefreshProjection, StartApply
+from messages.apply import ApplyRun
 from messages.errors import CommandRejected, ErrorBody, not_found
 from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 
@@ -305,7 +306,12 @@ class WorldActor(pykka.ThreadingActor):
             if isinstance(effect, SaveApplyRun):
                 self._metrics.observe_run(previous_runs.get(effect.run.run_id), effect.run)
             elif isinstance(effect, SaveAck):
-                self._metrics.acks.inc()
+                self._observe_ack(previous_runs.get(effect.run_id))
+
+    def _observe_ack(self, run: ApplyRun | None) -> None:
+        self._metrics.acks.inc()
+        if run is not None and run.waiting_since is not None:
+            self._metrics.ack_wait.observe((self._clock() - parse_iso(run.waiting_since)).total_seconds())
 
     def _project(self, outcome: Outcome) -> None:
         """Told, not asked: the projection actor applies a world's updates in mailbox order, records a

@@ -179,6 +179,9 @@ def test_switch_waits_for_every_freeze_ack_and_completion_for_every_unfreeze_ack
     assert [e["sequence"] for e in gateway.seen] == [1, 2, 3, 4, 5]
     switch_at = _stages(h).index("switch")
     assert switch_at == 2  # after requested and freeze: the freeze ACKs came first
+    metrics = h.client.get("/metrics").text
+    assert "world_activation_acks_total 5.0" in metrics and "world_activation_ack_wait_seconds_count 5.0" in metrics
+    assert 'worldservice_actor_mailbox_depth{actor="writer"}' in metrics
 
 
 def test_withheld_acks_hold_the_world_frozen_and_late_acks_complete_the_run(apply_api, clock) -> None:

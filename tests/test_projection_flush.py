@@ -30,15 +30,19 @@ def _sql_hash(h: Harness, world_id: str) -> str:
     return state_hash(state.activation_counter, state.activation)
 
 
-def test_flushed_projection_is_rebuilt_to_the_sql_state_hash(harness_factory, tmp_path, redis_db13) -> None:  # type: ignore[no-untyped-def]
-    prefix = f"wsflush:{uuid.uuid4().hex[:8]}:"
-    h = harness_factory(make_config(tmp_path, redis=FLUSH_DB_URL, redis_prefix=prefix))
-    worlds = [f"f{i}" for i in range(4)]
+def _seed(h: Harness, worlds: list[str]) -> None:
     for world_id in worlds:
         h.client.post("/worlds", json={"id": world_id})
         for n in range(3):
             body = {"strategy_id": f"s{n}", "side": "long", "active": True, "weight": 0.1 * n}
             assert h.client.put(f"/worlds/{world_id}/activation", json=body).status_code == 200
+
+
+def test_flushed_projection_is_rebuilt_to_the_sql_state_hash(harness_factory, tmp_path, redis_db13) -> None:  # type: ignore[no-untyped-def]
+    prefix = f"wsflush:{uuid.uuid4().hex[:8]}:"
+    h = harness_factory(make_config(tmp_path, redis=FLUSH_DB_URL, redis_prefix=prefix))
+    worlds = [f"f{i}" for i in range(4)]
+    _seed(h, worlds)
     h.system.verify_projection()  # what startup does: the projection is now marked complete
     assert h.system.guard_projection() == []  # nothing to do while Redis holds it
     redis_db13.flushdb()

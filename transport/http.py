@@ -324,6 +324,8 @@ async def metrics(request: Request) -> Response[bytes]:
     edge.metrics.resident_worlds.set(len(await asyncio.to_thread(system.resident_worlds)))
     edge.metrics.outbox_pending.set(await asyncio.to_thread(system.outbox_pending))
     edge.metrics.projection_dirty.set(await asyncio.to_thread(system.projection_dirty))
+    for actor, depth in (await asyncio.to_thread(system.mailbox_depths)).items():
+        edge.metrics.mailbox_depth.labels(actor).set(depth)
     return Response(content=edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
 

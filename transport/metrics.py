@@ -21,6 +21,10 @@ class EdgeMetrics:
                                       "Worlds whose activation projection write failed and awaits repair",
                                       registry=self.registry)
 
+        self.mailbox_depth = Gauge("worldservice_actor_mailbox_depth",
+                                   "Messages waiting in the daemon-wide actors' mailboxes (worlds: summed)",
+                                   ["actor"], registry=self.registry)
+
     def observe(self, kind: str, status: int, seconds: float) -> None:
         self.commands.labels(kind, f"{status // 100}xx").inc()
         self.latency.labels(kind).observe(seconds)
