@@ -27,7 +27,7 @@ from storage.activation_store import MemoryActivationStore, RedisActivationStore
 from storage.engine import create_engine
 from storage.probes import redis_unreachable, sql_unreachable
 from storage.sql import SqlStore
-from transport.http import Edge, create_app
+from transport.http import Edge, RebalanceFlags, create_app
 from transport.kafka import KafkaConsumerLoop, KafkaPublisher, brokers_unreachable
 from transport.kafka_intake import CommandIntake, ack_handler
 from transport.memory_bus import InMemoryBus
@@ -267,7 +267,8 @@ async def serve(config: Config) -> None:
 async def _serve_http(config: Config, runtime: Runtime, edge: Edge, shutdown: _Shutdown, repaired: int) -> None:
     edge.ready = True
     bind = config.server.bind
-    server = _Server(uvicorn.Config(create_app(edge, config.server.auth), host=bind.host, port=bind.port, lifespan="off",
+    flags = RebalanceFlags(config.server.compat_rebalance_v2, config.server.alpha_metrics_required)
+    server = _Server(uvicorn.Config(create_app(edge, config.server.auth, flags), host=bind.host, port=bind.port, lifespan="off",
                                     log_config=None, access_log=False, timeout_graceful_shutdown=25))
     shutdown.server, shutdown.edge = server, edge
     timers = [asyncio.create_task(_sweep_forever(runtime.system, config.worldservice.actors.sweep_interval_s)),

@@ -10,6 +10,7 @@ import msgspec
 
 from domain import activation, apply, policies, worlds
 from domain.decide import decide
+from domain.rebalancing.events import record_rebalance
 from domain.state import Outcome, WorldState, require_world
 from messages import commands as c
 from messages.activation import StateHashOut
@@ -27,6 +28,7 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
     c.SetDecisions: worlds.set_decisions,
     c.PutActivation: activation.put_activation,
     c.PutHistory: worlds.put_history,
+    c.RecordRebalance: record_rebalance,
 }
 
 

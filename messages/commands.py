@@ -14,6 +14,7 @@ from msgspec import Meta
 from messages.activation import ActivationRequest
 from messages.apply import ApplyRequest, EvaluateRequest
 from messages.bindings import StrategiesRequest
+from messages.rebalancing import RebalanceNotice
 from messages.decisions import HistoryRequest
 from messages.policies import PolicyRequest, SetDefaultRequest
 from messages.types import Identifier, PositiveVersion, Side, WorldId
@@ -83,13 +84,19 @@ class ApplyTick(Command, tag="apply_tick"):
     """Timer: check a world's open run for ACK gap timeouts, its deadline and re-sends."""
 
 
+class RecordRebalance(Command, tag="record_rebalance"):
+    """Audit and announce this world's share of a planned rebalance (``/rebalancing/apply``)."""
+
+    body: RebalanceNotice
+
+
 class RefreshProjection(Command, tag="refresh_projection"):
     """Rewrite this world's activation projection from the actor's committed state (after a flush)."""
 
 
 Mutation = Union[
     CreateWorld, UpdateWorld, DeleteWorld, AddPolicy, SetDefaultPolicy, AddBindings, SetDecisions,
-    PutActivation, PutHistory, StartApply, RefreshProjection,
+    PutActivation, PutHistory, StartApply, RefreshProjection, RecordRebalance,
 ]
 
 # --- reads -----------------------------------------------------------------------------------------

@@ -180,3 +180,12 @@ class WorldAllocationSnapshot(msgspec.Struct, kw_only=True):
 
 class AllocationSnapshotResponse(msgspec.Struct, kw_only=True):
     allocations: dict[str, WorldAllocationSnapshot] = {}
+
+
+class RebalanceNotice(msgspec.Struct, kw_only=True):
+    """One world's share of a planned rebalance, to audit and announce (``rebalancing_planned``)."""
+
+    plan: WorldPlan
+    version: int
+    alpha_metrics: dict[str, Any] | None = None
+    rebalance_intent: RebalanceIntent | None = None

@@ -17,7 +17,7 @@ from messages.config import Config, load_config
 from storage.schema import metadata
 from tests import services
 from tests.kafka_broker import kafka_broker_fixture, kafka_brokers_fixture  # noqa: F401
-from transport.http import Edge, create_app
+from transport.http import Edge, RebalanceFlags, create_app
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -100,7 +100,8 @@ class Harness:
 def start_harness(config: Config, **clocks: object) -> Harness:
     runtime = build_runtime(config, **clocks)
     edge = Edge(system=runtime.system, ready=True)
-    client = TestClient(create_app(edge, config.server.auth), raise_server_exceptions=False)
+    flags = RebalanceFlags(config.server.compat_rebalance_v2, config.server.alpha_metrics_required)
+    client = TestClient(create_app(edge, config.server.auth, flags), raise_server_exceptions=False)
     client.__enter__()
     return Harness(config=config, runtime=runtime, client=client)
 

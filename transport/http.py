@@ -27,7 +27,9 @@ from messages.apply import ApplyAck, ApplyRequest, ApplyRunOut, EvaluateRequest,
 from messages.audit import AuditEntry
 from messages.bindings import StrategiesOut, StrategiesRequest
 from messages.decisions import DecisionEnvelope, HistoryOut, HistoryRequest
-from messages.errors import ErrorBody
+from domain.rebalancing import plan_rebalance
+from messages.errors import CommandRejected, ErrorBody
+from messages.rebalancing import MultiWorldRebalanceRequest, MultiWorldRebalanceResponse, RebalanceNotice
 from messages.policies import PolicyInfo, PolicyRequest, PolicyVersionRef, SetDefaultRequest
 from messages.types import WorldId
 from messages.worlds import WorldCreate, WorldDescription, WorldRecord, WorldUpdate
@@ -304,6 +306,51 @@ class ApplyController(Controller):
         return _respond(request, await _run(request, c.GetApplyRun, world_id, run_id=run_id))
 
 
+@dataclass(frozen=True)
+class RebalanceFlags:
+    compat_rebalance_v2: bool = False
+    alpha_metrics_required: bool = False
+
+
+async def _planned(request: Request, data: MultiWorldRebalanceRequest) -> MultiWorldRebalanceResponse | Response:
+    """Planning is CPU work (1,000 worlds x 100 strategies take about a second): off the event loop."""
+    flags: RebalanceFlags = request.app.state.rebalance_flags
+    try:
+        return await asyncio.to_thread(plan_rebalance, data, compat_rebalance_v2=flags.compat_rebalance_v2,
+                                       alpha_metrics_required=flags.alpha_metrics_required)
+    except CommandRejected as exc:
+        return Response(content=ErrorBody(detail=exc.detail), status_code=exc.status)
+
+
+class RebalancingController(Controller):
+    path = "/rebalancing"
+    tags = ["rebalancing"]
+
+    @post("/plan", status_code=200, responses=_errors(400, 422, 501), opt={"authenticated": True})
+    async def plan(self, request: Request, data: JSONBody[MultiWorldRebalanceRequest]) -> Response[MultiWorldRebalanceResponse]:
+        """A pure plan: nothing is stored or announced."""
+        planned = await _planned(request, data)
+        return planned if isinstance(planned, Response) else Response(content=planned, status_code=200)
+
+    @post("/apply", status_code=200, responses=_errors(400, 403, 422, 501, 503), opt={"world_in_body": True})
+    async def apply(self, request: Request, data: JSONBody[MultiWorldRebalanceRequest]) -> Response[MultiWorldRebalanceResponse]:
+        """The plan, plus an audit entry and one ``rebalancing_planned`` event per planned world (each through
+        its world's actor); stored allocations do not change (that is ``POST /allocations``)."""
+        planned = await _planned(request, data)
+        if isinstance(planned, Response):
+            return planned
+        for world_id in planned.per_world:
+            require(request, world_id, "operator")
+        alpha = msgspec.to_builtins(planned.alpha_metrics) if planned.alpha_metrics else None
+        replies = await asyncio.gather(*[
+            _run(request, c.RecordRebalance, world_id, body=RebalanceNotice(
+                plan=plan, version=planned.schema_version, alpha_metrics=alpha,
+                rebalance_intent=planned.rebalance_intent))
+            for world_id, plan in planned.per_world.items()])
+        failed = next((reply for reply in replies if not reply.ok), None)
+        return _respond(request, failed) if failed else Response(content=planned, status_code=200)
+
+
 @get(["/healthz", "/health"], tags=["operations"], opt=PUBLIC)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -334,18 +381,19 @@ async def openapi_json(request: Request) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
 
 
-def create_app(edge: Edge, auth: Auth | None = None) -> Litestar:
+def create_app(edge: Edge, auth: Auth | None = None, rebalance: RebalanceFlags | None = None) -> Litestar:
     """``auth`` with a JWT block or service tokens turns authentication and roles on (see transport/auth)."""
     app = Litestar(
         guards=[authorize],
         route_handlers=[WorldsController, PoliciesController, StrategiesController, ActivationController,
-                        ApplyController, list_presets, healthz, readyz, metrics, openapi_json],
+                        ApplyController, RebalancingController, list_presets, healthz, readyz, metrics, openapi_json],
         exception_handlers={HTTPException: client_error_handler},
         openapi_config=OpenAPIConfig(title="WorldService", version="1.0.0", path="/schema"),
         logging_config=None,  # the daemon owns logging (JSON lines); Litestar must not install handlers
         debug=False,
     )
     app.state.edge = edge
+    app.state.rebalance_flags = rebalance or RebalanceFlags()
     app.state.authenticator = Authenticator(auth) if auth is not None and auth.enabled else None
     app.state.auth_header = auth.header if auth is not None else "Authorization"
     return app
