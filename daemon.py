@@ -27,6 +27,7 @@ from storage.activation_store import MemoryActivationStore, RedisActivationStore
 from storage.engine import create_engine
 from storage.probes import redis_unreachable, sql_unreachable
 from storage.sql import SqlStore
+from transport.executor import HttpExecutor
 from transport.http import Edge, RebalanceFlags, create_app
 from transport.kafka import KafkaConsumerLoop, KafkaPublisher, brokers_unreachable
 from transport.kafka_intake import CommandIntake, ack_handler
@@ -97,7 +98,12 @@ def projection_store(config: Config) -> Any:
     return MemoryActivationStore()
 
 
-def build_runtime(config: Config, publisher: Any = None, **clocks: Any) -> Runtime:
+def rebalance_executor(config: Config) -> HttpExecutor | None:
+    a = config.worldservice.allocations
+    return HttpExecutor(a.executor_url, a.executor_timeout_s, a.executor_retries) if a.executor_url else None
+
+
+def build_runtime(config: Config, publisher: Any = None, executor: Any = None, **clocks: Any) -> Runtime:
     """Storage first (migrated when the profile says so), then the actors around it. Without a Kafka
     ``publisher`` the ControlBus is in memory. ``clocks`` (``clock``, ``monotonic``) let tests drive time
     instead of waiting for it."""
@@ -109,7 +115,8 @@ def build_runtime(config: Config, publisher: Any = None, **clocks: Any) -> Runti
     store = SqlStore(engine)
     bus = publisher if publisher is not None else InMemoryBus()
     settings = actor_settings(config)
-    system = ActorSystem(store, projection_store(config), bus, settings, **clocks)
+    executor = executor if executor is not None else rebalance_executor(config)
+    system = ActorSystem(store, projection_store(config), bus, settings, executor=executor, **clocks)
     if isinstance(bus, InMemoryBus):
         bus.subscribe(lambda published: system.acks.receive(published.event),
                       topic=config.worldservice.controlbus.ack_topic)

@@ -32,6 +32,14 @@ class WriteRequest:
     done: pykka.ThreadingFuture  # resolved with None (committed) or the exception that refused the item
 
 
+@dataclass(frozen=True, slots=True)
+class AtomicWrite:
+    """Items of several worlds committed together or not at all (an allocation run)."""
+
+    items: list[WriteItem]
+    done: pykka.ThreadingFuture
+
+
 class SqlWriter(pykka.ThreadingActor):
     def __init__(self, store: SqlStore, max_batch: int = 256, on_commit=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__()
@@ -45,6 +53,10 @@ class SqlWriter(pykka.ThreadingActor):
         self.items = 0
 
     def on_receive(self, message: object) -> None:
+        if isinstance(message, AtomicWrite):
+            self._flush()  # earlier writes first: the mailbox order is the commit order
+            self._write_atomic(message)
+            return
         if isinstance(message, WriteRequest):
             self._pending.append(message)
         elif isinstance(message, MarkSent):
@@ -75,6 +87,16 @@ class SqlWriter(pykka.ThreadingActor):
         for request, result in zip(batch, results, strict=True):
             request.done.set(result)
         if self._on_commit is not None and any(r is None for r in results):
+            self._on_commit()
+
+    def _write_atomic(self, message: AtomicWrite) -> None:
+        try:
+            self._store.apply_atomic(message.items)
+        except Exception as exc:  # noqa: BLE001 - the coordinator gets it and nothing was written
+            message.done.set(exc)
+            return
+        message.done.set(None)
+        if self._on_commit is not None:
             self._on_commit()
 
     def on_stop(self) -> None:

@@ -12,6 +12,7 @@ import pykka
 
 from actors.activation_store import ActivationStoreActor
 from actors.bridge import Request
+from actors.allocations import AllocationCoordinator
 from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
 from actors.directory import Directory, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
@@ -19,7 +20,7 @@ from actors.sql_writer import MarkSent, SqlWriter
 from actors.world import WorldActor
 from domain.activation import fold_audit, state_hash
 from domain.apply import ApplySettings
-from messages.commands import ApplyTick, RefreshProjection
+from messages.commands import ApplyTick, RefreshProjection, UpsertAllocations
 from storage.sql import SqlStore
 
 
@@ -42,7 +43,7 @@ class ActorSystem:
 
     def __init__(self, store: SqlStore, projection_store: Any, publisher: Publisher,
                  settings: ActorSettings | None = None, clock: Callable[[], datetime] = utc_now,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, executor: Any = None) -> None:
         self.settings = settings or ActorSettings()
         self.metrics = ActorMetrics()
         self.store = store
@@ -53,6 +54,7 @@ class ActorSystem:
         self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
                                          self.settings.max_resident_worlds)
         self.acks = AckIntake(self.send)
+        self.allocations = AllocationCoordinator.start(store, self.writer, self.send, clock, executor)
 
     def _mark_sent(self, ids: list[int], sent_at: str) -> None:
         self.writer.tell(MarkSent(ids=ids, sent_at=sent_at))
@@ -69,7 +71,10 @@ class ActorSystem:
                                 self.metrics)
 
     def send(self, request: Request) -> None:
-        self.directory.tell(request)
+        if isinstance(request.command, UpsertAllocations):
+            self.allocations.tell(request)  # cross-world: the coordinator takes the worlds itself
+        else:
+            self.directory.tell(request)
 
     def sweep(self) -> None:
         self.directory.ask(Sweep())
@@ -169,6 +174,7 @@ class ActorSystem:
     def stop(self) -> None:
         """Drain in dependency order: worlds finish their mailboxes (their writes are committed before
         they answer), the outbox is relayed, the writer commits the relay marks, the projection closes."""
+        self.allocations.stop(block=True)  # releases its worlds before they drain
         self.directory.stop(block=True)
         self.relay.ask(Relay())
         self.relay.stop(block=True)

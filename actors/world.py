@@ -24,7 +24,9 @@ from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveA
 from domain.handle import answer, handle, is_mutation
 from domain.state import Outcome, WorldState
 from domain.timefmt import iso_z, parse_iso
-from messages.commands import AckActivation, ApplyTick, Command, GetAudit, RefreshProjection, StartApply
+from messages.commands import (
+    AckActivation, ApplyTick, Command, GetAudit, HoldForAllocation, RefreshProjection, ReleaseAllocation, StartApply,
+)
 from messages.apply import ApplyRun
 from messages.errors import CommandRejected, ErrorBody, not_found
 from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
@@ -60,7 +62,7 @@ class RunOpen(msgspec.Struct, frozen=True):
     open: bool
 
 
-_QUIET = (AckActivation, ApplyTick, RefreshProjection)  # internal messages: no per-command log line
+_QUIET = (AckActivation, ApplyTick, RefreshProjection, HoldForAllocation, ReleaseAllocation)  # internal messages: no per-command log line
 
 
 def noop_reply(reply: Reply) -> None:
@@ -84,9 +86,14 @@ class WorldActor(pykka.ThreadingActor):
         self._apply = apply_settings or ApplySettings()
         self._waiters: dict[str, list[Request]] = {}  # run_id -> callers answered when the run settles
         self._run_open = False
+        self._held_by: str | None = None  # an allocation run holding this world
+        self._deferred: list[Request] = []
         self.state: WorldState | None = None  # loaded lazily so a storage outage is an error reply, not a hang
 
     def on_receive(self, message: object) -> None:
+        if isinstance(message, Request) and self._deferring(message):
+            self._deferred.append(message)
+            return
         if isinstance(message, Request):
             try:
                 reply = self._serve(message)
@@ -97,10 +104,39 @@ class WorldActor(pykka.ThreadingActor):
             if reply is not None:
                 message.reply(reply)
 
+    def _deferring(self, request: Request) -> bool:
+        """While an allocation run holds this world, everything but its release waits, in order."""
+        command = request.command
+        return self._held_by is not None and not (isinstance(command, ReleaseAllocation)
+                                                  and command.run_id == self._held_by)
+
+    def _hold(self, request: Request, now: datetime) -> Reply:
+        command = request.command
+        assert isinstance(command, HoldForAllocation)
+        self._held_by = command.run_id
+        state = self._state
+        return Reply(status=200, body={"row_version": state.row_version,
+                                       "activation_counter": state.activation_counter})
+
+    def _release(self, request: Request, now: datetime) -> Reply:
+        command = request.command
+        assert isinstance(command, ReleaseAllocation)
+        if command.row_version is not None:
+            self._state.row_version = command.row_version  # the coordinator committed for this world
+        self._held_by = None
+        deferred, self._deferred = self._deferred, []
+        for waiting in deferred:
+            self.on_receive(waiting)
+        return Reply(status=204)
+
+    def on_stop(self) -> None:
+        for waiting in self._deferred:
+            waiting.reply(error_reply(503, "world stopped while held; retry"))
+
     def _report_status(self) -> None:
         if self.state is None:
             return
-        if self.state.world is None and self.state.open_run() is None:
+        if self.state.world is None and self.state.open_run() is None and self._held_by is None:
             self._tell_directory(WorldVacant(world_id=self.world_id, actor_urn=self.actor_urn))
         is_open = self.state.open_run() is not None
         if is_open != self._run_open:
@@ -277,7 +313,7 @@ class WorldActor(pykka.ThreadingActor):
 
     _APPLY_HANDLERS: dict[type, Callable[[WorldActor, Request, datetime], Reply | None]] = {
         StartApply: _start_apply, AckActivation: _on_ack, ApplyTick: _on_tick,
-        RefreshProjection: _refresh_projection,
+        RefreshProjection: _refresh_projection, HoldForAllocation: _hold, ReleaseAllocation: _release,
     }
 
     # --- persistence -----------------------------------------------------------------------------

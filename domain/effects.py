@@ -76,6 +76,20 @@ class RemoveEdge(msgspec.Struct, tag=True):
     dst: str
 
 
+class SaveWorldAllocation(msgspec.Struct, tag=True):
+    """This world's latest allocation (``GET /allocations``)."""
+
+    record: dict[str, Any]
+
+
+class SaveAllocationRun(msgspec.Struct, tag=True):
+    run_id: str
+    etag: str
+    record: dict[str, Any]
+    executed: bool = False
+    execution_response: Any = None
+
+
 class RememberCommand(msgspec.Struct, tag=True):
     """A command id applied with this outcome: a redelivered command gets the stored reply instead."""
 
@@ -103,4 +117,4 @@ class OutboxEvent(msgspec.Struct, tag=True):
 
 
 Effect = (SaveWorld | RemoveWorld | SavePolicy | SaveStrategies | SaveActivation | RemoveActivation | SaveHistory
-          | SaveApplyRun | SaveAck | SaveEdge | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent)
+          | SaveApplyRun | SaveAck | SaveEdge | SaveWorldAllocation | SaveAllocationRun | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent)

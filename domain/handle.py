@@ -34,7 +34,8 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
 
 # While a run is open its freeze must hold: nothing else may rewrite the activation set or decisions.
 _BLOCKED_DURING_APPLY = (c.PutActivation, c.SetDecisions, c.DeleteWorld)
-_APPLY_MESSAGES = (c.StartApply, c.AckActivation, c.ApplyTick, c.RefreshProjection)
+_APPLY_MESSAGES = (c.StartApply, c.AckActivation, c.ApplyTick, c.RefreshProjection, c.HoldForAllocation,
+                   c.ReleaseAllocation)
 
 
 def handle(state: WorldState, command: c.Command, now: datetime) -> Outcome:

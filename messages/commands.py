@@ -14,7 +14,7 @@ from msgspec import Meta
 from messages.activation import ActivationRequest
 from messages.apply import ApplyRequest, EvaluateRequest
 from messages.bindings import StrategiesRequest
-from messages.rebalancing import RebalanceNotice
+from messages.rebalancing import AllocationUpsertRequest, RebalanceNotice
 from messages.decisions import HistoryRequest
 from messages.policies import PolicyRequest, SetDefaultRequest
 from messages.types import Identifier, PositiveVersion, Side, WorldId
@@ -88,6 +88,24 @@ class RecordRebalance(Command, tag="record_rebalance"):
     """Audit and announce this world's share of a planned rebalance (``/rebalancing/apply``)."""
 
     body: RebalanceNotice
+
+
+class UpsertAllocations(Command, tag="upsert_allocations"):
+    """``POST /allocations``: a cross-world run (``world_id`` names its first world, for logs only)."""
+
+    body: AllocationUpsertRequest
+
+
+class HoldForAllocation(Command, tag="hold_for_allocation"):
+    """The allocation coordinator takes this world: it answers with its fence and defers everything else
+    until the matching release."""
+
+    run_id: Identifier
+
+
+class ReleaseAllocation(Command, tag="release_allocation"):
+    run_id: Identifier
+    row_version: int | None = None  # the world's fence after the run's commit; None when nothing was written
 
 
 class RefreshProjection(Command, tag="refresh_projection"):

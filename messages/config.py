@@ -113,6 +113,15 @@ class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):
     fetch_max_wait_ms: Annotated[int, Meta(ge=1)] = 50  # ACKs and commands are latency-bound, not bulk
 
 
+class AllocationsConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``execute=true`` calls this HTTP executor (POST, JSON plan snapshot); unset: 503 before anything is
+    stored."""
+
+    executor_url: str | None = None
+    executor_timeout_s: Annotated[float, Meta(gt=0)] = 5.0
+    executor_retries: Annotated[int, Meta(ge=0)] = 2
+
+
 class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data_dir: str = "./data"
@@ -121,6 +130,7 @@ class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     apply: ApplyConfig = msgspec.field(default_factory=ApplyConfig)
     controlbus: ControlBusConfig = msgspec.field(default_factory=ControlBusConfig)
+    allocations: AllocationsConfig = msgspec.field(default_factory=AllocationsConfig)
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):

@@ -134,6 +134,23 @@ processed_commands = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
 )
 
+# Allocation runs (POST /allocations), idempotent by run_id; and each world's latest allocation.
+allocation_runs = sa.Table(
+    "allocation_runs", metadata,
+    sa.Column("run_id", sa.String(256), primary_key=True),
+    sa.Column("etag", sa.String(80), nullable=False),
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Column("executed", sa.Boolean, nullable=False),
+    sa.Column("execution_response", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+world_allocations = sa.Table(
+    "world_allocations", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("record", sa.JSON, nullable=False),
+)
+
 # Tables holding a world's current state: cleared when the world is deleted (audit and counters stay).
 WORLD_STATE_TABLES = {
     worlds: worlds.c.id, policies: policies.c.world_id, bindings: bindings.c.world_id,

@@ -13,7 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.effects import (
     AuditRecord, Effect, OutboxEvent, PolicyVersion, RememberCommand, RemoveActivation, RemoveEdge, RemoveWorld,
-    SaveAck, SaveActivation, SaveApplyRun, SaveEdge, SaveHistory, SavePolicy, SaveStrategies, SaveWorld,
+    SaveAck, SaveActivation, SaveAllocationRun, SaveApplyRun, SaveEdge, SaveHistory, SavePolicy, SaveStrategies,
+    SaveWorld, SaveWorldAllocation,
 )
 from domain.state import WorldState
 from domain.timefmt import iso_z
@@ -68,7 +69,7 @@ class _Statements:
         ).values(row_version=sa.bindparam("next_version"), activation_counter=sa.bindparam("counter"))
         self.upsert = {table: self._upsert(insert, table) for table in
                        (t.worlds, t.policies, t.decisions, t.activations, t.history, t.apply_runs,
-                                     t.apply_acks, t.edge_overrides)}
+                                     t.apply_acks, t.edge_overrides, t.allocation_runs, t.world_allocations)}
         a, e = t.activations, t.edge_overrides
         self.delete_activation = a.delete().where(a.c.world_id == sa.bindparam("w"),
                                                   a.c.strategy_id == sa.bindparam("sid"), a.c.side == sa.bindparam("side"))
@@ -99,6 +100,7 @@ class SqlStore:
             SaveStrategies: self._save_strategies, SaveHistory: self._save_history,
             RemoveActivation: self._remove_activation, SaveApplyRun: self._save_run, SaveEdge: self._save_edge,
             RemoveEdge: self._remove_edge, RememberCommand: self._remember_command, SaveAck: self._save_ack,
+            SaveWorldAllocation: self._save_world_allocation, SaveAllocationRun: self._save_allocation_run,
         }
         self._batched_params: dict[type, Callable[[WriteItem, Any], dict[str, Any]]] = {
             SaveActivation: self._activation_row, AuditRecord: self._audit_row, OutboxEvent: self._outbox_row,
@@ -209,6 +211,42 @@ class SqlStore:
         conn.execute(self._sql.upsert[t.apply_acks], {
             "world_id": item.world_id, "run_id": effect.run_id, "sequence": effect.sequence, "phase": effect.phase,
             "acked_at": effect.acked_at})
+
+    def _save_world_allocation(self, conn: sa.Connection, item: WriteItem, effect: SaveWorldAllocation) -> None:
+        conn.execute(self._sql.upsert[t.world_allocations], {"world_id": item.world_id, "record": effect.record})
+
+    def _save_allocation_run(self, conn: sa.Connection, item: WriteItem, effect: SaveAllocationRun) -> None:
+        conn.execute(self._sql.upsert[t.allocation_runs], {
+            "run_id": effect.run_id, "etag": effect.etag, "record": effect.record, "executed": effect.executed,
+            "execution_response": effect.execution_response, "created_at": item.created_at})
+
+    def apply_atomic(self, items: Sequence[WriteItem]) -> None:
+        """Several worlds' items in one transaction, all or none (a cross-world allocation run)."""
+        try:
+            with self.engine.begin() as conn:
+                for item in items:
+                    self._apply_item(conn, item)
+        except sa.exc.DBAPIError as exc:
+            raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
+
+    def allocation_run(self, run_id: str) -> dict[str, Any] | None:
+        r = t.allocation_runs
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(r).where(r.c.run_id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def mark_allocation_executed(self, run_id: str, response: Any) -> None:
+        r = t.allocation_runs
+        with self.engine.begin() as conn:
+            conn.execute(r.update().where(r.c.run_id == run_id).values(executed=True, execution_response=response))
+
+    def world_allocations(self, world_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        w = t.world_allocations
+        query = sa.select(w.c.world_id, w.c.record)
+        if world_ids is not None:
+            query = query.where(w.c.world_id.in_(list(world_ids)))
+        with self.engine.connect() as conn:
+            return {row.world_id: row.record for row in conn.execute(query)}
 
     def _save_edge(self, conn: sa.Connection, item: WriteItem, effect: SaveEdge) -> None:
         edge = effect.edge

@@ -97,8 +97,8 @@ class Harness:
         return self.runtime.system
 
 
-def start_harness(config: Config, **clocks: object) -> Harness:
-    runtime = build_runtime(config, **clocks)
+def start_harness(config: Config, executor: object = None, **clocks: object) -> Harness:
+    runtime = build_runtime(config, executor=executor, **clocks)
     edge = Edge(system=runtime.system, ready=True)
     flags = RebalanceFlags(config.server.compat_rebalance_v2, config.server.alpha_metrics_required)
     client = TestClient(create_app(edge, config.server.auth, flags), raise_server_exceptions=False)
@@ -115,8 +115,8 @@ def stop_harness(harness: Harness) -> None:
 def harness_factory(tmp_path: Path) -> Iterator:
     started: list[Harness] = []
 
-    def factory(config: Config, **clocks: object) -> Harness:
-        h = start_harness(config, **clocks)
+    def factory(config: Config, executor: object = None, **clocks: object) -> Harness:
+        h = start_harness(config, executor, **clocks)
         started.append(h)
         return h
 

@@ -27,9 +27,12 @@ from messages.apply import ApplyAck, ApplyRequest, ApplyRunOut, EvaluateRequest,
 from messages.audit import AuditEntry
 from messages.bindings import StrategiesOut, StrategiesRequest
 from messages.decisions import DecisionEnvelope, HistoryOut, HistoryRequest
-from domain.rebalancing import plan_rebalance
+from domain.rebalancing import allocation_snapshot, plan_rebalance
 from messages.errors import CommandRejected, ErrorBody
-from messages.rebalancing import MultiWorldRebalanceRequest, MultiWorldRebalanceResponse, RebalanceNotice
+from messages.rebalancing import (
+    AllocationSnapshotResponse, AllocationUpsertRequest, AllocationUpsertResponse, MultiWorldRebalanceRequest,
+    MultiWorldRebalanceResponse, RebalanceNotice,
+)
 from messages.policies import PolicyInfo, PolicyRequest, PolicyVersionRef, SetDefaultRequest
 from messages.types import WorldId
 from messages.worlds import WorldCreate, WorldDescription, WorldRecord, WorldUpdate
@@ -351,6 +354,33 @@ class RebalancingController(Controller):
         return _respond(request, failed) if failed else Response(content=planned, status_code=200)
 
 
+class AllocationsController(Controller):
+    path = "/allocations"
+    tags = ["allocations"]
+
+    @post("/", status_code=200, responses=_errors(403, 409, 422, 501, 502, 503), opt={"world_in_body": True})
+    async def upsert(self, request: Request, data: JSONBody[AllocationUpsertRequest]) -> Response[AllocationUpsertResponse]:
+        """Idempotent by ``run_id``: the same content replays the stored plan (executing it once if asked
+        and not yet done); other content, or an ``etag`` that is not the run's, is 409."""
+        for world_id in data.world_allocations:
+            require(request, world_id, "operator")
+        first = min(data.world_allocations, default="allocations")
+        return _respond(request, await _run(request, c.UpsertAllocations, first, body=data))
+
+    @get("/", responses=_errors(404), opt={"authenticated": True})
+    async def snapshots(self, request: Request, world_id: FromQuery[str | None] = None) -> Response[AllocationSnapshotResponse]:
+        store, now = _edge(request).system.store, _edge(request).system.clock()
+        rows = await asyncio.to_thread(store.world_allocations, [world_id] if world_id else None)
+        principal = getattr(request.state, "principal", None)
+        rows = {w: r for w, r in rows.items() if principal is None or principal.may(w, "reader")}
+        if world_id and world_id not in rows:
+            return Response(content=ErrorBody(detail="allocation snapshot not found"), status_code=404)
+        snapshots = {w: allocation_snapshot(w, r["allocation"], now=now, run_id=r.get("run_id"), etag=r.get("etag"),
+                                            strategy_alloc_total=r.get("strategy_alloc_total"),
+                                            updated_at=r.get("updated_at")) for w, r in sorted(rows.items())}
+        return Response(content=AllocationSnapshotResponse(allocations=snapshots), status_code=200)
+
+
 @get(["/healthz", "/health"], tags=["operations"], opt=PUBLIC)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -386,7 +416,7 @@ def create_app(edge: Edge, auth: Auth | None = None, rebalance: RebalanceFlags |
     app = Litestar(
         guards=[authorize],
         route_handlers=[WorldsController, PoliciesController, StrategiesController, ActivationController,
-                        ApplyController, RebalancingController, list_presets, healthz, readyz, metrics, openapi_json],
+                        ApplyController, RebalancingController, AllocationsController, list_presets, healthz, readyz, metrics, openapi_json],
         exception_handlers={HTTPException: client_error_handler},
         openapi_config=OpenAPIConfig(title="WorldService", version="1.0.0", path="/schema"),
         logging_config=None,  # the daemon owns logging (JSON lines); Litestar must not install handlers
