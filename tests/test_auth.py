@@ -162,3 +162,12 @@ def test_es256_public_key_tokens(harness_factory, tmp_path) -> None:  # type: ig
     assert h.client.post("/worlds", json={"id": "e1"}, headers=bearer(good)).status_code == 201
     forged = token({"*": "owner"}, key=SECRET, algorithm="HS256")  # algorithm confusion must not pass
     assert h.client.get("/worlds/e1", headers=bearer(forged)).status_code == 401
+
+
+def test_allocations_need_operator_on_every_touched_world(secured: Harness) -> None:
+    body = {"run_id": "a1", "total_equity": 1000, "world_allocations": {"w1": 0.5, "w2": 0.5}, "positions": []}
+    only_w1 = secured.client.post("/allocations", json=body, headers=bearer(token({"w1": "operator"})))
+    assert only_w1.status_code == 403
+    both = secured.client.post("/allocations", json=body, headers=bearer(token(["operator:w1", "operator:w2"])))
+    assert both.status_code == 200, both.text
+    assert secured.client.get("/allocations", headers=bearer(token({"w2": "reader"}))).json()["allocations"].keys() == {"w2"}
