@@ -415,6 +415,8 @@ def create_app(edge: Edge, auth: Auth | None = None, rebalance: RebalanceFlags |
     """``auth`` with a JWT block or service tokens turns authentication and roles on (see transport/auth)."""
     app = Litestar(
         guards=[authorize],
+        # A 1,000-world rebalancing plan (100k position slices) is about 9 MB of JSON; the default is 10 MB.
+        request_max_body_size=64 * 1024 * 1024,
         route_handlers=[WorldsController, PoliciesController, StrategiesController, ActivationController,
                         ApplyController, RebalancingController, AllocationsController, list_presets, healthz, readyz, metrics, openapi_json],
         exception_handlers={HTTPException: client_error_handler},
