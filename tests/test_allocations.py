@@ -64,6 +64,8 @@ def test_allocation_plans_against_stored_allocations_and_is_idempotent(seeded) -
     assert {w: s["allocation"] for w, s in snaps.items()} == {"w1": 0.2, "w2": 0.25}
     assert snaps["w1"]["run_id"] == "r1" and snaps["w1"]["ttl"] == "300s" and snaps["w1"]["stale"] is False
     assert h.client.get("/allocations", params={"world_id": "nope"}).status_code == 404
+    metrics = h.client.get("/metrics").text
+    assert "world_allocation_snapshot_total 2.0" in metrics and "world_allocation_snapshot_stale_ratio 0.0" in metrics
     h.system.relay_now()
     planned = [e for e in h.bus.of_type("rebalancing_planned") if e.event["data"]["version"] == 1]
     assert {e.key for e in planned} == {"w1", "w2"}

@@ -378,6 +378,7 @@ class AllocationsController(Controller):
         snapshots = {w: allocation_snapshot(w, r["allocation"], now=now, run_id=r.get("run_id"), etag=r.get("etag"),
                                             strategy_alloc_total=r.get("strategy_alloc_total"),
                                             updated_at=r.get("updated_at")) for w, r in sorted(rows.items())}
+        _edge(request).metrics.observe_snapshots(len(snapshots), sum(s.stale for s in snapshots.values()))
         return Response(content=AllocationSnapshotResponse(allocations=snapshots), status_code=200)
 
 
