@@ -29,14 +29,16 @@ class EdgeMetrics:
                                  registry=self.registry)
         self.stale_snapshots = Counter("world_allocation_snapshot_stale_total", "Stale allocation snapshots served",
                                        registry=self.registry)
+        self._served = self._stale = 0  # the counters' totals, for the ratio
         self.stale_ratio = Gauge("world_allocation_snapshot_stale_ratio", "Stale share of the snapshots served",
                                  registry=self.registry)
 
     def observe_snapshots(self, served: int, stale: int) -> None:
         self.snapshots.inc(served)
         self.stale_snapshots.inc(stale)
-        total = self.snapshots._value.get()  # noqa: SLF001 - prometheus_client exposes no public read
-        self.stale_ratio.set(self.stale_snapshots._value.get() / total if total else 0.0)  # noqa: SLF001
+        self._served += served
+        self._stale += stale
+        self.stale_ratio.set(self._stale / self._served if self._served else 0.0)
 
     def observe(self, kind: str, status: int, seconds: float) -> None:
         self.commands.labels(kind, f"{status // 100}xx").inc()
