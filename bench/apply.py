@@ -66,7 +66,7 @@ if str(PROJECT_ROOT) not in sys.path:
 from bench.http_activation import Result
 from tests.daemon_process import DaemonProcess
 from tests.kafka_broker import KafkaBroker, speaks_kafka, unique_topic
-from tests.kafka_gateway import SimulatedGateway
+from tests.kafka_gateway import SimulatedGateway, daemon_kafka_env
 
 JSON_HEADERS = {"content-type": "application/json"}
 _encode = msgspec.json.encode
@@ -337,24 +337,6 @@ async def measure_intake(brokers: str, commands_topic: str, fixture: Fixture, n:
 # --- daemons, broker, gateway -------------------------------------------------------------------------
 
 
-def kafka_env(brokers: str, topics: dict[str, str]) -> dict[str, str]:
-    """Unique topics (a shared broker stays clean) and small group timeouts (tansu takes about half the
-    session timeout to join a group); the apply timers are the daemon's defaults."""
-    return {
-        "WORLDSERVICE__SERVER__CONTROLBUS_BROKERS": f'["{brokers}"]',
-        "WORLDSERVICE__CONTROLBUS__TOPICS__ACTIVATION": topics["activation"],
-        "WORLDSERVICE__CONTROLBUS__TOPICS__POLICY": topics["policy"],
-        "WORLDSERVICE__CONTROLBUS__ACK_TOPIC": topics["ack"],
-        "WORLDSERVICE__CONTROLBUS__COMMANDS_TOPIC": topics["commands"],
-        "WORLDSERVICE__CONTROLBUS__COMMANDS_DLQ_TOPIC": topics["dlq"],
-        "WORLDSERVICE__CONTROLBUS__GROUP_ID": topics["group"],
-        "WORLDSERVICE__CONTROLBUS__SESSION_TIMEOUT_MS": "3000",
-        "WORLDSERVICE__CONTROLBUS__HEARTBEAT_INTERVAL_MS": "300",
-        "WORLDSERVICE__CONTROLBUS__RELAY_RETRY_MS": "200",
-        "WORLDSERVICE__CONTROLBUS__SEND_TIMEOUT_S": "2",
-    }
-
-
 def start_daemon(stack: contextlib.ExitStack, workdir: Path, name: str,
                  env: dict[str, str] | None = None) -> DaemonProcess:
     daemon = stack.enter_context(DaemonProcess(workdir / name, workdir / f"{name}.log", env=env))
@@ -519,7 +501,7 @@ def section_kafka(workdir: Path, args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         brokers = start_broker(stack, args.kafka)
         gateway = start_gateway(stack, brokers, topics)
-        daemon = start_daemon(stack, workdir, "kafka", kafka_env(brokers, topics))
+        daemon = start_daemon(stack, workdir, "kafka", daemon_kafka_env(brokers, topics))
         levels, intake = asyncio.run(_kafka_load(daemon, brokers, topics, fixture, args))
     applies = sum(lv.result.requests + lv.result.concurrency for lv in levels)  # warm-ups included
     print_section(f"2. apply, ACKs on (Kafka ControlBus at {brokers}, simulated Gateway acking all)",

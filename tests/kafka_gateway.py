@@ -18,6 +18,24 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from tests.kafka_broker import unique_topic
 
 
+def daemon_kafka_env(brokers: str, topics: dict[str, str]) -> dict[str, str]:
+    """Environment for a daemon process on a test broker: unique topics (a shared broker stays clean) and
+    small group timeouts (tansu takes about half the session timeout to join a group)."""
+    return {
+        "WORLDSERVICE__SERVER__CONTROLBUS_BROKERS": f'["{brokers}"]',
+        "WORLDSERVICE__CONTROLBUS__TOPICS__ACTIVATION": topics["activation"],
+        "WORLDSERVICE__CONTROLBUS__TOPICS__POLICY": topics["policy"],
+        "WORLDSERVICE__CONTROLBUS__ACK_TOPIC": topics["ack"],
+        "WORLDSERVICE__CONTROLBUS__COMMANDS_TOPIC": topics["commands"],
+        "WORLDSERVICE__CONTROLBUS__COMMANDS_DLQ_TOPIC": topics["dlq"],
+        "WORLDSERVICE__CONTROLBUS__GROUP_ID": topics["group"],
+        "WORLDSERVICE__CONTROLBUS__SESSION_TIMEOUT_MS": "3000",
+        "WORLDSERVICE__CONTROLBUS__HEARTBEAT_INTERVAL_MS": "300",
+        "WORLDSERVICE__CONTROLBUS__RELAY_RETRY_MS": "200",
+        "WORLDSERVICE__CONTROLBUS__SEND_TIMEOUT_S": "2",
+    }
+
+
 class SimulatedGateway:
     def __init__(self, brokers: str, activation_topic: str, ack_topic: str, acking: bool = True) -> None:
         self.brokers = brokers

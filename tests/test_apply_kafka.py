@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests.daemon_process import DaemonProcess
 from tests.kafka_broker import KafkaBroker, unique_topic
-from tests.kafka_gateway import SimulatedGateway
+from tests.kafka_gateway import SimulatedGateway, daemon_kafka_env
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -32,22 +32,9 @@ def _topics() -> dict[str, str]:
 
 
 def _daemon_env(brokers: str, topics: dict[str, str], **apply: Any) -> dict[str, str]:
-    env = {
-        "WORLDSERVICE__SERVER__CONTROLBUS_BROKERS": f'["{brokers}"]',
-        "WORLDSERVICE__CONTROLBUS__TOPICS__ACTIVATION": topics["activation"],
-        "WORLDSERVICE__CONTROLBUS__TOPICS__POLICY": topics["policy"],
-        "WORLDSERVICE__CONTROLBUS__ACK_TOPIC": topics["ack"],
-        "WORLDSERVICE__CONTROLBUS__COMMANDS_TOPIC": topics["commands"],
-        "WORLDSERVICE__CONTROLBUS__COMMANDS_DLQ_TOPIC": topics["dlq"],
-        "WORLDSERVICE__CONTROLBUS__GROUP_ID": topics["group"],
-        "WORLDSERVICE__CONTROLBUS__SESSION_TIMEOUT_MS": "3000",
-        "WORLDSERVICE__CONTROLBUS__HEARTBEAT_INTERVAL_MS": "300",
-        "WORLDSERVICE__CONTROLBUS__RELAY_RETRY_MS": "200",
-        "WORLDSERVICE__CONTROLBUS__SEND_TIMEOUT_S": "2",
-        "WORLDSERVICE__APPLY__ACTIVATION_GAP_TIMEOUT_MS": "1500",
-        "WORLDSERVICE__APPLY__RESEND_INITIAL_MS": "300",
-        "WORLDSERVICE__APPLY__TICK_INTERVAL_MS": "100",
-    }
+    """Brisk apply timers on top of the shared broker settings, so waits and re-sends happen quickly."""
+    env = {**daemon_kafka_env(brokers, topics), "WORLDSERVICE__APPLY__ACTIVATION_GAP_TIMEOUT_MS": "1500",
+           "WORLDSERVICE__APPLY__RESEND_INITIAL_MS": "300", "WORLDSERVICE__APPLY__TICK_INTERVAL_MS": "100"}
     env.update({f"WORLDSERVICE__APPLY__{k.upper()}": str(v) for k, v in apply.items()})
     return env
 
