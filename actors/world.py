@@ -94,6 +94,9 @@ class WorldActor(pykka.ThreadingActor):
         if isinstance(message, Request) and self._deferring(message):
             self._deferred.append(message)
             return
+        if isinstance(message, Request) and isinstance(message.command, ReleaseAllocation):
+            self._release(message)  # never through loading: a storage error must not keep the world held
+            return
         if isinstance(message, Request):
             try:
                 reply = self._serve(message)
@@ -118,16 +121,19 @@ class WorldActor(pykka.ThreadingActor):
         return Reply(status=200, body={"row_version": state.row_version,
                                        "activation_counter": state.activation_counter})
 
-    def _release(self, request: Request, now: datetime) -> Reply:
+    def _release(self, request: Request) -> None:
         command = request.command
         assert isinstance(command, ReleaseAllocation)
-        if command.row_version is not None:
-            self._state.row_version = command.row_version  # the coordinator committed for this world
+        if command.run_id != self._held_by:
+            request.reply(Reply(status=204))
+            return
         self._held_by = None
+        if command.row_version is not None and self.state is not None:
+            self.state.row_version = command.row_version  # the coordinator committed for this world
+        request.reply(Reply(status=204))
         deferred, self._deferred = self._deferred, []
         for waiting in deferred:
             self.on_receive(waiting)
-        return Reply(status=204)
 
     def on_stop(self) -> None:
         for waiting in self._deferred:
@@ -313,7 +319,7 @@ class WorldActor(pykka.ThreadingActor):
 
     _APPLY_HANDLERS: dict[type, Callable[[WorldActor, Request, datetime], Reply | None]] = {
         StartApply: _start_apply, AckActivation: _on_ack, ApplyTick: _on_tick,
-        RefreshProjection: _refresh_projection, HoldForAllocation: _hold, ReleaseAllocation: _release,
+        RefreshProjection: _refresh_projection, HoldForAllocation: _hold,
     }
 
     # --- persistence -----------------------------------------------------------------------------
