@@ -174,7 +174,7 @@ class GetApplyRun(Command, tag="get_apply_run"):
 
 
 class GetAudit(Command, tag="get_audit"):
-    after: Annotated[int, Meta(ge=0)] = 0
+    after: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 

@@ -16,9 +16,11 @@ WorldId = Annotated[
     Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
          description="world slug: letters, digits, '.', '_', ':', '-'"),
 ]
-# Strategy ids and similar free-form identifiers: non-empty, no surrounding whitespace.
+# Strategy ids and similar free-form identifiers: non-empty, no surrounding whitespace, no control
+# characters (they would end up inside etags, Kafka keys and log lines).
 Identifier = Annotated[
-    str, Meta(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$", description="non-empty identifier")
+    str, Meta(min_length=1, max_length=256, pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
+              description="non-empty identifier without control characters")
 ]
 Weight = Annotated[float, Meta(ge=0.0, le=1.0, description="sizing weight in [0, 1]")]
 PositiveVersion = Annotated[int, Meta(ge=1)]

@@ -59,3 +59,26 @@ def test_missing_query_parameters_are_422(api) -> None:
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][0] == "query"
     r = api.client.get("/worlds/demo/activation", params={"strategy_id": "s1", "side": "sideways"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "side"]
+
+
+def test_unicode_strategy_ids_round_trip_with_a_header_safe_etag(api) -> None:  # type: ignore[no-untyped-def]
+    """Found by the OpenAPI fuzz: a strategy id beyond latin-1 made the ETag header (and so the answer) fail
+    after the write had committed."""
+    api.client.post("/worlds", json={"id": "uni"})
+    put = api.client.put("/worlds/uni/activation", json={"strategy_id": "Ă-strat", "side": "long", "active": True})
+    assert put.status_code == 200 and put.json()["etag"] == "act:uni:Ă-strat:long:1"
+    assert put.headers["ETag"] == "act:uni:%C4%82-strat:long:1"
+    got = api.client.get("/worlds/uni/activation", params={"strategy_id": "Ă-strat", "side": "long"})
+    assert got.status_code == 200 and got.json()["strategy_id"] == "Ă-strat"
+    cached = api.client.get("/worlds/uni/activation", params={"strategy_id": "Ă-strat", "side": "long"},
+                            headers={"If-None-Match": put.headers["ETag"]})
+    assert cached.status_code == 304
+
+
+def test_control_characters_and_huge_cursors_are_refused_not_crashed(api) -> None:  # type: ignore[no-untyped-def]
+    api.client.post("/worlds", json={"id": "ctl"})
+    bad = api.client.put("/worlds/ctl/activation", json={"strategy_id": "a\rb", "side": "long", "active": True})
+    assert bad.status_code == 422
+    assert api.client.get("/worlds/ctl/audit").json()[-1]["event"] == "world_created"  # nothing was written
+    assert api.client.get("/worlds/ctl/audit", params={"after": 2**63}).status_code == 422
+    assert api.client.get("/worlds/ctl/audit", params={"after": 2**63 - 1}).status_code == 200

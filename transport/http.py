@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from urllib.parse import quote
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -42,6 +43,7 @@ from transport.errors import client_error_handler
 from transport.metrics import EdgeMetrics
 
 CORRELATION_HEADER = "X-Correlation-ID"
+MAX_ID = 2**63 - 1  # audit ids are BIGINT: a larger cursor cannot name any entry
 PUBLIC = {"public": True}
 OPERATOR = {"role": "operator"}
 OWNER = {"role": "owner"}
@@ -122,12 +124,18 @@ def _respond(request: Request, reply: Reply, headers: dict[str, str] | None = No
     return Response(content=reply.body, status_code=reply.status, headers=headers)
 
 
+def header_etag(etag: str) -> str:
+    """Etags embed strategy ids, which may be any Unicode; HTTP headers carry latin-1 printable text, so
+    anything else is percent-encoded in the header (the body keeps the etag as is)."""
+    return etag if etag.isascii() and etag.isprintable() else quote(etag, safe=":")
+
+
 def _etag_matches(header: str | None, etag: str) -> bool:
     """``If-None-Match``: a list of (weak or strong, quoted or bare) tags, or ``*``."""
     if not header:
         return False
     tags = {t.strip().removeprefix("W/").strip('"') for t in header.split(",")}
-    return "*" in tags or etag in tags
+    return "*" in tags or etag in tags or header_etag(etag) in tags
 
 
 class WorldsController(Controller):
@@ -163,7 +171,8 @@ class WorldsController(Controller):
         return _respond(request, await _run(request, c.DescribeWorld, world_id))
 
     @get("/{world_id:str}/audit")
-    async def audit(self, request: Request, world_id: FromPath[str], after: Annotated[int, QueryParameter(ge=0)] = 0,
+    async def audit(self, request: Request, world_id: FromPath[str],
+                    after: Annotated[int, QueryParameter(ge=0, le=MAX_ID)] = 0,
                     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> Response[list[AuditEntry]]:
         """Paginated: pass the ``X-Next-After`` header of a page as ``after`` to get the next one."""
         reply = await _run(request, c.GetAudit, world_id, after=after, limit=limit)
@@ -242,7 +251,7 @@ class StrategiesController(Controller):
         reply = await _run(request, c.Decide, world_id, as_of=as_of)
         if not reply.ok:
             return _respond(request, reply)
-        headers = {"Cache-Control": f"max-age={reply.ttl}", "ETag": reply.body.etag}
+        headers = {"Cache-Control": f"max-age={reply.ttl}", "ETag": header_etag(reply.body.etag)}
         if _etag_matches(request.headers.get("If-None-Match"), reply.body.etag):
             return Response(content=None, status_code=304, headers=headers)
         return _respond(request, reply, headers)
@@ -263,8 +272,8 @@ class ActivationController(Controller):
             return _respond(request, reply)
         etag = reply.body.etag
         if _etag_matches(request.headers.get("If-None-Match"), etag):
-            return Response(content=None, status_code=304, headers={"ETag": etag})
-        return _respond(request, reply, {"ETag": etag})
+            return Response(content=None, status_code=304, headers={"ETag": header_etag(etag)})
+        return _respond(request, reply, {"ETag": header_etag(etag)})
 
     @put("/activation", status_code=200, responses=_errors(404, 409, 412), opt=OPERATOR)
     async def put_activation(self, request: Request, world_id: FromPath[str],
@@ -272,7 +281,7 @@ class ActivationController(Controller):
         if_match = request.headers.get("If-Match")
         if_match = if_match.strip().removeprefix("W/").strip('"') if if_match else None
         reply = await _run(request, c.PutActivation, world_id, body=data, if_match=if_match)
-        headers = {"ETag": reply.body.etag} if reply.ok else {}
+        headers = {"ETag": header_etag(reply.body.etag)} if reply.ok else {}
         return _respond(request, reply, headers)
 
     @get("/activation/state_hash")
