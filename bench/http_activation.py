@@ -38,8 +38,6 @@ import platform
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,71 +51,13 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from tests.daemon_process import DaemonProcess
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CASES = ("put_activation", "decide", "healthz")
 CLIENTS = ("httpx", "wrk", "auto")
 WRK_DEFAULT_DURATION_S = 8.0
 _encode = msgspec.json.encode
-
-
-# --- a daemon of our own ------------------------------------------------------------------------------
-
-
-class OwnDaemon:
-    """``python -m daemon serve`` on a free port and a temp data dir; output to a log file."""
-
-    def __init__(self, data_dir: Path, startup_timeout_s: float = 30.0) -> None:
-        self.data_dir = data_dir
-        self.log_path = data_dir / "daemon.log"
-        self.startup_timeout_s = startup_timeout_s
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log = None
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WORLDSERVICE__")}
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + self.startup_timeout_s
-        with httpx.Client(base_url=self.url, timeout=1.0) as client:
-            while True:
-                if self._proc.poll() is not None:
-                    raise SystemExit(f"daemon exited with code {self._proc.returncode}; see {self.log_path}")
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise SystemExit(f"daemon not ready after {self.startup_timeout_s:.0f} s; "
-                                     f"see {self.log_path}")
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM)
-                try:
-                    self._proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- seeding ------------------------------------------------------------------------------------------
@@ -529,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tmp = tempfile.TemporaryDirectory(prefix="ws-bench-")
             data_dir = Path(tmp.name)
-        daemon = OwnDaemon(data_dir)
+        daemon = DaemonProcess(data_dir, data_dir / "daemon.log")  # the tests' helper: one way to run it
         daemon.start()
         base_url = daemon.url
         target = (f"own daemon at {base_url}, dev profile (SQLite file, synchronous=FULL, in-memory "
