@@ -151,9 +151,49 @@ world_allocations = sa.Table(
     sa.Column("record", sa.JSON, nullable=False),
 )
 
+# The decision engine's persisted state per world (hysteresis streaks, current mode, transitions), so a
+# restart or another instance continues where the last evaluation left off; and every evaluation, kept.
+world_decisions = sa.Table(
+    "world_decisions", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("record", sa.JSON, nullable=False),
+)
+
+decision_history = sa.Table(
+    "decision_history", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("world_id", sa.String(128), nullable=False),
+    sa.Column("evaluated_at", sa.String(40), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Index("ix_decision_history_world_id_id", "world_id", "id"),
+)
+
+# World View Graph: per-world node references, scoped by execution domain.
+world_nodes = sa.Table(
+    "world_nodes", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("node_id", sa.String(256), primary_key=True),
+    sa.Column("execution_domain", sa.String(16), primary_key=True),
+    sa.Column("record", sa.JSON, nullable=False),
+)
+
+# Validation cache: one entry per (world, node, domain); its eval_key names the context it was made in,
+# and a lookup under another context evicts it.
+validation_cache = sa.Table(
+    "validation_cache", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("node_id", sa.String(256), primary_key=True),
+    sa.Column("execution_domain", sa.String(16), primary_key=True),
+    sa.Column("eval_key", sa.String(80), nullable=False),
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Index("ix_validation_cache_eval_key", "eval_key"),
+)
+
 # Tables holding a world's current state: cleared when the world is deleted (audit and counters stay).
 WORLD_STATE_TABLES = {
     worlds: worlds.c.id, policies: policies.c.world_id, bindings: bindings.c.world_id,
     decisions: decisions.c.world_id, activations: activations.c.world_id, history: history.c.world_id,
-    edge_overrides: edge_overrides.c.world_id,
+    edge_overrides: edge_overrides.c.world_id, world_decisions: world_decisions.c.world_id,
+    world_nodes: world_nodes.c.world_id, validation_cache: validation_cache.c.world_id,
 }
