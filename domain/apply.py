@@ -24,7 +24,7 @@ from domain.effects import (
     SaveEdge, SaveStrategies,
 )
 from domain.events import cloudevent
-from domain.gating import GatingPlan, parse_gating
+from domain.gating import COMPUTE_ONLY, GatingPlan, parse_gating, pre_promotion_failure
 from domain.hashing import blake3_hex, canonical_json
 from domain.policies import POLICY_TOPIC, default_policy, normalise
 from domain.selection import parse_correlations, select
@@ -170,6 +170,11 @@ def _stage(run: ApplyRun, stage: str, **extra: Any) -> AuditRecord:
     return AuditRecord(event="apply_stage", request=None, result={"stage": stage, "run_id": run.run_id, **extra})
 
 
+def _downgrade_note(run: ApplyRun) -> dict[str, str]:
+    """Said wherever the run is reported (audit, reply, run record), and only when it happened."""
+    return {"downgraded": run.downgraded} if run.downgraded else {}
+
+
 # --- transitions -------------------------------------------------------------------------------------
 
 
@@ -190,7 +195,7 @@ def begin(state: WorldState, cmd: StartApply, now: datetime, settings: ApplySett
     run = _new_run(state, body, digest, target, policy_version, gating, now, settings)
     writer = _Writer(state, run, now)
     requested = _stage(run, "requested", plan=msgspec.to_builtins(body.plan), active=target,
-                       gating_policy=gating.document if gating else None)
+                       gating_policy=gating.document if gating else None, **_downgrade_note(run))
     writer.freeze_all(state.activation)
     run = _waiting(run, writer, "freeze", now, settings)
     return writer.outcome(run, [_stage(run, "freeze")], reply=RunStarted(run.run_id), first=[requested])
@@ -202,12 +207,23 @@ def _new_run(state: WorldState, body: ApplyRequest, digest: str, target: list[st
         world_id=state.world_id, run_id=body.run_id, plan_hash=digest, phase="freezing", target=target,
         previous=list(state.decisions), snapshot=state.activation,
         weights=dict(body.plan.weights) if body.plan else {}, policy_version=policy_version,
-        gating=gating.document if gating else None,
-        execution_domain=gating.execution_domain if gating else None,
-        dataset_fingerprint=gating.dataset_fingerprint if gating else None,
         started_at=_stamp(now), updated_at=_stamp(now),
         deadline=_stamp(now + timedelta(milliseconds=settings.deadline_ms)),
+        **_gating_fields(state, body, target, gating),
     )
+
+
+def _gating_fields(state: WorldState, body: ApplyRequest, target: list[str], gating: GatingPlan | None
+                   ) -> dict[str, Any]:
+    """The run keeps what Switch needs. The evidence is judged now, while the request is at hand, but the
+    verdict is acted on at Switch: the seed wants a failed pre-promotion check to leave the world frozen."""
+    if gating is None:
+        return {}
+    shorts = [sid for sid, sides in state.activation.items() if "short" in sides]
+    return {"gating": gating.document, "execution_domain": gating.execution_domain,
+            "dataset_fingerprint": gating.dataset_fingerprint, "downgraded": gating.downgraded,
+            "freeze_timeout_ms": gating.freeze_timeout_ms,
+            "pre_promotion_failure": pre_promotion_failure(gating, target, body.metrics, shorts)}
 
 
 def _waiting(run: ApplyRun, writer: _Writer, phase: str, now: datetime, settings: ApplySettings) -> ApplyRun:
@@ -242,6 +258,8 @@ def advance(state: WorldState, run_id: str, now: datetime, settings: ApplySettin
 
 
 def _switch(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySettings) -> Outcome:
+    if run.pre_promotion_failure is not None:
+        return rollback(state, run.run_id, f"pre-promotion validation failed: {run.pre_promotion_failure}", now)
     run = msgspec.structs.replace(run, phase="switching", waiting_since=None, held=False)
     writer = _Writer(state, run, now)
     edges, edge_effects, before = _toggle_edges(state, run, now)
@@ -249,7 +267,7 @@ def _switch(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySett
     extra: list[Effect] = [SaveStrategies(table="decisions", strategies=run.target), *edge_effects]
     extra += _policy_notice(state, run, now)
     extra.append(_stage(run, "switch", active=run.target, execution_domain=run.execution_domain,
-                        dataset_fingerprint=run.dataset_fingerprint))
+                        dataset_fingerprint=run.dataset_fingerprint, **_downgrade_note(run)))
     return writer.outcome(run, extra, decisions=list(run.target), edges=edges)
 
 
@@ -291,15 +309,17 @@ def _policy_notice(state: WorldState, run: ApplyRun, now: datetime) -> list[Effe
 
 
 def _unfreeze(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySettings) -> Outcome:
-    """Snapshot entries reopen (active iff targeted, weights kept); new targets get long at their weight."""
+    """Snapshot entries reopen (active iff targeted, weights kept); new targets get long at their weight.
+    A downgraded run reopens everything ``compute-only``, so Gateways keep orders gated off."""
     run = msgspec.structs.replace(run, phase="unfreezing")
     writer = _Writer(state, run, now)
     target = set(run.target)
+    mode = {"effective_mode": COMPUTE_ONLY} if run.downgraded else {}
     for sid, side, entry in _ordered(run.snapshot):
-        writer.write(sid, side, msgspec.structs.replace(entry, active=sid in target, freeze=False, drain=False),
-                     "unfreeze")
+        writer.write(sid, side, msgspec.structs.replace(entry, active=sid in target, freeze=False, drain=False,
+                                                        **mode), "unfreeze")
     for sid in sorted(target - set(run.snapshot)):
-        entry = ActivationEntry(active=True, weight=run.weights.get(sid, 1.0), ts="", etag="")
+        entry = ActivationEntry(active=True, weight=run.weights.get(sid, 1.0), ts="", etag="", **mode)
         writer.write(sid, "long", entry, "unfreeze")
     run = _waiting(run, writer, "unfreeze", now, settings)
     return writer.outcome(run, [_stage(run, "unfreeze")])
@@ -373,8 +393,9 @@ def tick(state: WorldState, now: datetime, settings: ApplySettings) -> Outcome |
     run = state.open_run()
     if run is None:
         return None
-    if now >= _deadline(run, settings):
-        return rollback(state, run.run_id, "deadline passed before the run completed", now)
+    expired = _expired(run, now, settings)
+    if expired is not None:
+        return rollback(state, run.run_id, expired, now)
     phase = awaiting(run)
     if phase is None:
         return None
@@ -382,6 +403,16 @@ def tick(state: WorldState, now: datetime, settings: ApplySettings) -> Outcome |
     if overdue and not run.held and settings.timeout_policy == "rollback":
         return rollback(state, run.run_id, f"no ACK for every {phase} event within the gap timeout", now)
     return _hold_and_resend(state, run, phase, overdue, now, settings)
+
+
+def _expired(run: ApplyRun, now: datetime, settings: ApplySettings) -> str | None:
+    """Why the run must roll back now: its deadline, or the gating policy's ``apply.freeze_timeout_ms``."""
+    if now >= _deadline(run, settings):
+        return "deadline passed before the run completed"
+    bound = timedelta(milliseconds=run.freeze_timeout_ms or 0)
+    if run.phase == "freezing" and run.freeze_timeout_ms and now - parse_iso(run.started_at) >= bound:
+        return f"still freezing after the gating policy's apply.freeze_timeout_ms ({run.freeze_timeout_ms} ms)"
+    return None
 
 
 def _deadline(run: ApplyRun, settings: ApplySettings) -> datetime:
@@ -429,13 +460,15 @@ def settled_reply(run: ApplyRun, first_answer: bool) -> tuple[int, Any] | None:
     run id gets the stored ``ok: false`` outcome and is never retried.
     """
     if run.phase == "completed":
-        return 200, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="completed")
+        return 200, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="completed",
+                             **_downgrade_note(run))
     if run.phase == "rolled_back":
         if first_answer:
             raise CommandRejected(500, f"apply failed: {run.error}; the world stays frozen until a new apply")
         return 200, ApplyAck(ok=False, run_id=run.run_id, active=run.previous, phase="rolled_back")
     if run.held:
-        return 202, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="awaiting_ack")
+        return 202, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="awaiting_ack",
+                             **_downgrade_note(run))
     return None
 
 
@@ -451,5 +484,5 @@ def run_out(state: WorldState, run_id: str) -> ApplyRunOut:
         state=run.phase, active=run.target, previous=run.previous, plan_hash=run.plan_hash,
         sequence=run.sequence, awaiting=awaiting(run), events=events, execution_domain=run.execution_domain,
         dataset_fingerprint=run.dataset_fingerprint, started_at=run.started_at, updated_at=run.updated_at,
-        deadline=run.deadline, resends=run.resends, error=run.error,
+        deadline=run.deadline, resends=run.resends, error=run.error, downgraded=run.downgraded,
     )

@@ -107,7 +107,7 @@ class _GatingPolicy(_Section):
     promotion_point: datetime | None = None
     apply: _ApplyMode | None = None
     domains: _Domains | None = None
-    clocks: dict[str, _Clock] | None = None
+    clocks: dict[str, Any] | None = None  # each clock converted on its own, so errors name its domain
     risk_limits: RiskLimits | None = None
     divergence_guards: DivergenceGuards | None = None
     execution_model: ExecutionModel | None = None
@@ -191,10 +191,19 @@ def _check_operation(policy: _GatingPolicy) -> None:
         raise _invalid("apply.mode must be 'two_phase'")
 
 
-def _check_clocks(clocks: dict[str, _Clock] | None) -> None:
+def _clock(name: str, raw: Any) -> _Clock:
+    try:
+        return msgspec.convert(raw, _Clock)
+    except msgspec.ValidationError as exc:
+        where = f"`$.clocks.{name}"
+        text = str(exc)
+        raise _invalid(text.replace("`$", where, 1) if " - at `$" in text else f"{text} - at {where}`") from None
+
+
+def _check_clocks(clocks: dict[str, Any] | None) -> None:
     seen: set[str] = set()
-    for name, clock in (clocks or {}).items():
-        domain = _domain(name, "clocks")
+    for name, raw in (clocks or {}).items():
+        domain, clock = _domain(name, "clocks"), _clock(name, raw)
         if domain in seen:
             raise _invalid(f"clocks names {domain!r} twice")
         seen.add(domain)

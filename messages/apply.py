@@ -58,12 +58,14 @@ class EvaluateResponse(msgspec.Struct, kw_only=True):
 
 class ApplyAck(msgspec.Struct, kw_only=True):
     """The reference's apply answer. ``phase`` is ``completed``, ``rolled_back``, a running phase, or
-    ``awaiting_ack`` when Gateways have not acknowledged within the gap timeout."""
+    ``awaiting_ack`` when Gateways have not acknowledged within the gap timeout. ``downgraded`` (only
+    present when set, so the reference's shape is unchanged) says why the run went compute-only."""
 
     ok: bool = True
     run_id: str
     active: list[str]
     phase: str
+    downgraded: str | msgspec.UnsetType = msgspec.UNSET
 
 
 RunPhase = Literal["freezing", "switching", "unfreezing", "completed", "rolled_back"]
@@ -108,6 +110,9 @@ class ApplyRun(msgspec.Struct, kw_only=True):
     gating: dict[str, Any] | None = None
     execution_domain: str | None = None
     dataset_fingerprint: str | None = None
+    downgraded: str | None = None  # why the gating policy reduced the run to compute-only
+    pre_promotion_failure: str | None = None  # evidence broke the policy's limits: Switch rolls back
+    freeze_timeout_ms: int | None = None  # the gating policy's bound on the time spent in freezing
     edges_before: dict[str, EdgeOverride | None] = {}
     sequence: int = 0
     events: list[RunEvent] = []
@@ -155,6 +160,7 @@ class ApplyRunOut(msgspec.Struct, kw_only=True):
     deadline: str
     resends: int
     error: str | None
+    downgraded: str | None = None
 
 
 class ActivationAckData(msgspec.Struct, kw_only=True):
