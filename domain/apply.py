@@ -30,6 +30,7 @@ from domain.policies import POLICY_TOPIC, default_policy, normalise
 from domain.selection import parse_correlations, select
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
+from domain.wvg import edge_event
 from messages.activation import ActivationEntry
 from messages.apply import (
     ApplyAck, ApplyRequest, ApplyRun, ApplyRunOut, EdgeOverride, EvaluateRequest, EvaluateResponse, RunEvent,
@@ -293,7 +294,13 @@ def _toggle_edges(state: WorldState, run: ApplyRun, now: datetime) -> EdgeChange
         before.setdefault(key, state.edges.get(key))
         edges[key] = edge
         effects.append(SaveEdge(edge=edge))
+    # One announcement per edge, of its final state (a domain both disabled and enabled is enabled).
+    effects += [edge_event(state, edges[key], _run_correlation(state, run), now) for key in before]
     return edges, effects, before
+
+
+def _run_correlation(state: WorldState, run: ApplyRun) -> str:
+    return f"activation:{state.world_id}:{run.run_id}"
 
 
 def _policy_notice(state: WorldState, run: ApplyRun, now: datetime) -> list[Effect]:
@@ -340,22 +347,24 @@ def rollback(state: WorldState, run_id: str, reason: str, now: datetime) -> Outc
         if side not in run.snapshot.get(sid, {}):
             writer.remove(sid, side)
     writer.freeze_all(run.snapshot)
-    edges, edge_effects = _restore_edges(state, run)
+    edges, edge_effects = _restore_edges(state, run, now)
     extra = [SaveStrategies(table="decisions", strategies=run.previous), *edge_effects,
              _stage(run, "rolled_back", error=reason, active=run.previous)]
     return writer.outcome(run, extra, decisions=list(run.previous), edges=edges)
 
 
-def _restore_edges(state: WorldState, run: ApplyRun) -> tuple[dict[str, EdgeOverride], list[Effect]]:
-    edges, effects = dict(state.edges), []
+def _restore_edges(state: WorldState, run: ApplyRun, now: datetime) -> tuple[dict[str, EdgeOverride], list[Effect]]:
+    """Every restored edge is announced like any other change; one the run created is announced deleted."""
+    edges, effects, correlation = dict(state.edges), [], _run_correlation(state, run)
     for key, previous in run.edges_before.items():
         if previous is None:
             current = edges.pop(key, None)
             if current is not None:
-                effects.append(RemoveEdge(src=current.src, dst=current.dst))
+                effects += [RemoveEdge(src=current.src, dst=current.dst),
+                            edge_event(state, current, correlation, now, "edge_override_deleted")]
         else:
             edges[key] = previous
-            effects.append(SaveEdge(edge=previous))
+            effects += [SaveEdge(edge=previous), edge_event(state, previous, correlation, now)]
     return edges, effects
 
 

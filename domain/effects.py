@@ -15,6 +15,7 @@ from messages.apply import ApplyRun, EdgeOverride
 from messages.decisions import HistoryEntry
 from messages.policies import PolicyInfo
 from messages.worlds import WorldRecord
+from messages.wvg import ValidationEntry, WorldNodeRef
 
 
 class PolicyVersion(PolicyInfo, kw_only=True):
@@ -76,6 +77,28 @@ class RemoveEdge(msgspec.Struct, tag=True):
     dst: str
 
 
+class SaveNode(msgspec.Struct, tag=True):
+    node: WorldNodeRef
+
+
+class RemoveNode(msgspec.Struct, tag=True):
+    node_id: str
+    execution_domain: str
+
+
+class SaveValidation(msgspec.Struct, tag=True):
+    """Replaces the (node, domain) entry: one cached validation per context bucket."""
+
+    entry: ValidationEntry
+
+
+class RemoveValidations(msgspec.Struct, tag=True):
+    """Drop cached validations: one (node, domain), a whole node (no domain) or the whole world (neither)."""
+
+    node_id: str | None = None
+    execution_domain: str | None = None
+
+
 class SaveWorldAllocation(msgspec.Struct, tag=True):
     """This world's latest allocation (``GET /allocations``)."""
 
@@ -117,4 +140,5 @@ class OutboxEvent(msgspec.Struct, tag=True):
 
 
 Effect = (SaveWorld | RemoveWorld | SavePolicy | SaveStrategies | SaveActivation | RemoveActivation | SaveHistory
-          | SaveApplyRun | SaveAck | SaveEdge | SaveWorldAllocation | SaveAllocationRun | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent)
+          | SaveApplyRun | SaveAck | SaveEdge | SaveWorldAllocation | SaveAllocationRun | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent
+          | SaveNode | RemoveNode | SaveValidation | RemoveValidations)

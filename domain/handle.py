@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, apply, policies, worlds
+from domain import activation, apply, policies, worlds, wvg
 from domain.decide import decide
 from domain.rebalancing.events import record_rebalance
 from domain.state import Outcome, WorldState, require_world
@@ -29,6 +29,12 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
     c.PutActivation: activation.put_activation,
     c.PutHistory: worlds.put_history,
     c.RecordRebalance: record_rebalance,
+    c.PutNode: wvg.put_node,
+    c.DeleteNode: wvg.delete_node,
+    c.PutEdgeOverride: wvg.put_edge,
+    c.StoreValidation: wvg.store_validation,
+    c.LookupValidation: wvg.lookup_validation,
+    c.DeleteValidation: wvg.delete_validation,
 }
 
 
@@ -73,6 +79,9 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetHistory: lambda s, q, now: worlds.history_out(s),
     c.Evaluate: apply.evaluate,
     c.GetApplyRun: lambda s, q, now: apply.run_out(s, q.run_id),
+    c.ListNodes: wvg.list_nodes,
+    c.GetNode: wvg.get_node,
+    c.ListEdgeOverrides: wvg.list_edges,
 }
 
 

@@ -14,6 +14,7 @@ from domain.events import cloudevent
 from domain.hashing import blake3_hex, canonical_json
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z
+from domain.wvg import invalidate_all
 from messages.commands import AddPolicy, SetDefaultPolicy
 from messages.errors import not_found, unprocessable
 from messages.policies import Policy, PolicyInfo, PolicyRequest, PolicyVersionRef, Selection
@@ -155,8 +156,9 @@ def add_policy(state: WorldState, cmd: AddPolicy, now: datetime) -> Outcome:
         AuditRecord(event="policy_added", request=msgspec.to_builtins(body),
                     result={"version": version, "checksum": pv.checksum}),
         _policy_event(state.world_id, pv, cmd, now),
+        *invalidate_all(state, "policy_added", version=version),
     ]
-    new_state = msgspec.structs.replace(state, policies=policies, world=new_world)
+    new_state = msgspec.structs.replace(state, policies=policies, world=new_world, validations={})
     return Outcome(state=new_state, effects=effects, reply=PolicyVersionRef(version=version))
 
 
@@ -179,8 +181,9 @@ def set_default(state: WorldState, cmd: SetDefaultPolicy, now: datetime) -> Outc
         AuditRecord(event="policy_default_set", request={"version": version},
                     result={"version": version, "previous": old}),
         _policy_event(state.world_id, policies[version], cmd, now),
+        *invalidate_all(state, "default_policy_set", version=version),
     ]
-    new_state = msgspec.structs.replace(state, policies=policies, world=new_world)
+    new_state = msgspec.structs.replace(state, policies=policies, world=new_world, validations={})
     return Outcome(state=new_state, effects=effects, reply=PolicyVersionRef(version=version))
 
 

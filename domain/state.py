@@ -12,6 +12,7 @@ from messages.apply import ApplyRun, EdgeOverride
 from messages.decisions import HistoryEntry
 from messages.errors import not_found
 from messages.worlds import WorldRecord
+from messages.wvg import ValidationEntry, WorldNodeRef
 
 
 class LastDecision(msgspec.Struct, frozen=True):
@@ -35,6 +36,10 @@ class WorldState(msgspec.Struct, kw_only=True):
     last_decision: LastDecision | None = None
     runs: dict[str, ApplyRun] = {}
     edges: dict[str, EdgeOverride] = {}
+    # World View Graph, both keyed node_id -> execution domain -> record (a node's domains are one bucket).
+    nodes: dict[str, dict[str, WorldNodeRef]] = {}
+    validations: dict[str, dict[str, ValidationEntry]] = {}
+
 
     def open_run(self) -> ApplyRun | None:
         """At most one run per world is not terminal."""

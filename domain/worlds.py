@@ -12,6 +12,7 @@ from domain.effects import AuditRecord, RemoveWorld, SaveHistory, SaveStrategies
 from domain.policies import default_policy, human_summary
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
+from domain.wvg import context_changes, default_edges, invalidate_all
 from messages.bindings import StrategiesOut
 from messages.commands import AddBindings, CreateWorld, DeleteWorld, PutHistory, SetDecisions, UpdateWorld
 from messages.decisions import HistoryEntry, HistoryOut
@@ -38,8 +39,9 @@ def create_world(state: WorldState, cmd: CreateWorld, now: datetime) -> Outcome:
     fields = {f: getattr(body, f) for f in MUTABLE_WORLD_FIELDS}
     stamp = iso_z(now)
     record = WorldRecord(id=body.id, created_at=stamp, updated_at=stamp, **fields)
-    effects = [SaveWorld(record=record), _world_audit("world_created", body, record)]
-    new_state = msgspec.structs.replace(state, world=record)
+    edges, edge_effects = default_edges(state, cmd.correlation_id, now)
+    effects = [SaveWorld(record=record), _world_audit("world_created", body, record), *edge_effects]
+    new_state = msgspec.structs.replace(state, world=record, edges=edges)
     return Outcome(state=new_state, effects=effects, reply=record, status=201)
 
 
@@ -52,8 +54,12 @@ def update_world(state: WorldState, cmd: UpdateWorld, now: datetime) -> Outcome:
     if "default_policy_version" in changes:
         _check_default_version(state, changes["default_policy_version"])
     record = msgspec.structs.replace(world, updated_at=iso_z(now), **changes)
-    effects = [SaveWorld(record=record), _world_audit("world_updated", body, record)]
-    return Outcome(state=msgspec.structs.replace(state, world=record), effects=effects, reply=record)
+    changed = context_changes(world, changes)
+    invalidation = invalidate_all(state, "world_context_changed", fields=changed) if changed else []
+    effects = [SaveWorld(record=record), _world_audit("world_updated", body, record), *invalidation]
+    validations = {} if changed else state.validations
+    new_state = msgspec.structs.replace(state, world=record, validations=validations)
+    return Outcome(state=new_state, effects=effects, reply=record)
 
 
 def _active_strategies(state: WorldState) -> list[str]:
@@ -66,8 +72,11 @@ def delete_world(state: WorldState, cmd: DeleteWorld, now: datetime) -> Outcome:
     active = _active_strategies(state)
     if active and not cmd.force:
         raise CommandRejected(409, f"world has active strategies: {', '.join(active)}; deactivate them or force")
-    effects = [RemoveWorld(), AuditRecord(event="world_deleted", request={"force": cmd.force},
-                                          result={"deleted_at": iso_z(now), "active_strategies": active})]
+    # The cascade below clears the cache in SQL; the audit still says so, before the deletion itself.
+    invalidation = [e for e in invalidate_all(state, "world_deleted") if isinstance(e, AuditRecord)]
+    effects = [*invalidation, RemoveWorld(),
+               AuditRecord(event="world_deleted", request={"force": cmd.force},
+                           result={"deleted_at": iso_z(now), "active_strategies": active})]
     new_state = WorldState(world_id=state.world_id, row_version=state.row_version,
                            activation_counter=state.activation_counter)
     return Outcome(state=new_state, effects=effects, reply=None, status=204)

@@ -19,6 +19,9 @@ from messages.decisions import HistoryRequest
 from messages.policies import PolicyRequest, SetDefaultRequest
 from messages.types import Identifier, PositiveVersion, Side, WorldId
 from messages.worlds import WorldCreate, WorldUpdate
+from messages.wvg import (
+    DomainText, EdgeOverrideUpsertRequest, ValidationContext, ValidationStoreRequest, WorldNodeUpsertRequest,
+)
 
 
 class Command(msgspec.Struct, tag_field="kind", forbid_unknown_fields=True, kw_only=True):
@@ -112,9 +115,41 @@ class RefreshProjection(Command, tag="refresh_projection"):
     """Rewrite this world's activation projection from the actor's committed state (after a flush)."""
 
 
+class PutNode(Command, tag="put_node"):
+    node_id: Identifier
+    body: WorldNodeUpsertRequest
+
+
+class DeleteNode(Command, tag="delete_node"):
+    node_id: Identifier
+    execution_domain: DomainText | None = None  # none: backtest
+
+
+class PutEdgeOverride(Command, tag="put_edge_override"):
+    src_node_id: Identifier
+    dst_node_id: Identifier
+    body: EdgeOverrideUpsertRequest
+
+
+class StoreValidation(Command, tag="store_validation"):
+    body: ValidationStoreRequest
+
+
+class LookupValidation(Command, tag="lookup_validation"):
+    """A mutation: a lookup under another context evicts the stale entry (it never writes otherwise)."""
+
+    body: ValidationContext
+
+
+class DeleteValidation(Command, tag="delete_validation"):
+    node_id: Identifier
+    execution_domain: DomainText | None = None  # none: every domain of the node
+
+
 Mutation = Union[
     CreateWorld, UpdateWorld, DeleteWorld, AddPolicy, SetDefaultPolicy, AddBindings, SetDecisions,
     PutActivation, PutHistory, StartApply, RefreshProjection, RecordRebalance,
+    PutNode, DeleteNode, PutEdgeOverride, StoreValidation, LookupValidation, DeleteValidation,
 ]
 
 # --- reads -----------------------------------------------------------------------------------------
@@ -178,9 +213,23 @@ class GetAudit(Command, tag="get_audit"):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
+class ListNodes(Command, tag="list_nodes"):
+    execution_domain: DomainText | None = None  # none, "*" or "all": every domain
+
+
+class GetNode(Command, tag="get_node"):
+    node_id: Identifier
+    execution_domain: DomainText | None = None  # none: backtest
+
+
+class ListEdgeOverrides(Command, tag="list_edge_overrides"):
+    pass
+
+
 Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
     GetActivation, GetStateHash, GetHistory, GetAudit, Evaluate, GetApplyRun,
+    ListNodes, GetNode, ListEdgeOverrides,
 ]
 
 AnyCommand = Union[Mutation, Query]

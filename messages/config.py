@@ -93,7 +93,8 @@ class ApplyConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _default_topics() -> dict[str, str]:
-    return {"activation": "activation", "policy": "policy", "rebalancing_planned": "rebalancing_planned"}
+    return {"activation": "activation", "policy": "policy", "rebalancing_planned": "rebalancing_planned",
+            "edges": "control.edges"}
 
 
 class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,6 +113,9 @@ class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):
     heartbeat_interval_ms: Annotated[int, Meta(ge=100)] = 3000
     fetch_max_wait_ms: Annotated[int, Meta(ge=1)] = 50  # ACKs and commands are latency-bound, not bulk
 
+    def __post_init__(self) -> None:
+        # A file naming only some families must not send the others to a topic named after the family.
+        self.topics = {**_default_topics(), **self.topics}
 
 class AllocationsConfig(msgspec.Struct, forbid_unknown_fields=True):
     """``execute=true`` calls this HTTP executor (POST, JSON plan snapshot); unset: 503 before anything is

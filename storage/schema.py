@@ -119,8 +119,8 @@ apply_acks = sa.Table(
 edge_overrides = sa.Table(
     "edge_overrides", metadata,
     sa.Column("world_id", sa.String(128), primary_key=True),
-    sa.Column("src", sa.String(64), primary_key=True),
-    sa.Column("dst", sa.String(64), primary_key=True),
+    sa.Column("src", sa.String(256), primary_key=True),  # node ids, as world_nodes.node_id (0004)
+    sa.Column("dst", sa.String(256), primary_key=True),
     sa.Column("record", sa.JSON, nullable=False),
 )
 

@@ -16,6 +16,7 @@ from domain.effects import (
     SaveAck, SaveActivation, SaveAllocationRun, SaveApplyRun, SaveEdge, SaveHistory, SavePolicy, SaveStrategies,
     SaveWorld, SaveWorldAllocation,
 )
+from domain.effects import RemoveNode, RemoveValidations, SaveNode, SaveValidation
 from domain.state import WorldState
 from domain.timefmt import iso_z
 from messages.activation import ActivationEntry
@@ -23,6 +24,7 @@ from messages.apply import ApplyRun, EdgeOverride
 from messages.audit import AuditEntry, AuditPage
 from messages.decisions import HistoryEntry
 from messages.worlds import WorldRecord
+from messages.wvg import ValidationEntry, WorldNodeRef
 from storage import schema as t
 
 
@@ -80,6 +82,18 @@ class _Statements:
         self.insert_bindings = t.bindings.insert()
         self.insert_audit = t.audit_log.insert()
         self.insert_outbox = t.outbox.insert()
+        self.upsert_node = self._upsert(insert, t.world_nodes)
+        self.upsert_validation = self._upsert(insert, t.validation_cache)
+        n, v = t.world_nodes, t.validation_cache
+        self.delete_node = n.delete().where(n.c.world_id == sa.bindparam("w"), n.c.node_id == sa.bindparam("node"),
+                                            n.c.execution_domain == sa.bindparam("domain"))
+        # Keyed by which scope is given: (node, domain), node only, or the whole world.
+        self.delete_validations = {
+            (True, True): v.delete().where(v.c.world_id == sa.bindparam("w"), v.c.node_id == sa.bindparam("node"),
+                                           v.c.execution_domain == sa.bindparam("domain")),
+            (True, False): v.delete().where(v.c.world_id == sa.bindparam("w"), v.c.node_id == sa.bindparam("node")),
+            (False, False): v.delete().where(v.c.world_id == sa.bindparam("w")),
+        }
         self.remove_world = [table.delete().where(column == sa.bindparam("w"))
                              for table, column in t.WORLD_STATE_TABLES.items()]
 
@@ -101,6 +115,8 @@ class SqlStore:
             RemoveActivation: self._remove_activation, SaveApplyRun: self._save_run, SaveEdge: self._save_edge,
             RemoveEdge: self._remove_edge, RememberCommand: self._remember_command, SaveAck: self._save_ack,
             SaveWorldAllocation: self._save_world_allocation, SaveAllocationRun: self._save_allocation_run,
+            SaveNode: self._save_node, RemoveNode: self._remove_node, SaveValidation: self._save_validation,
+            RemoveValidations: self._remove_validations,
         }
         self._batched_params: dict[type, Callable[[WriteItem, Any], dict[str, Any]]] = {
             SaveActivation: self._activation_row, AuditRecord: self._audit_row, OutboxEvent: self._outbox_row,
@@ -256,6 +272,27 @@ class SqlStore:
     def _remove_edge(self, conn: sa.Connection, item: WriteItem, effect: RemoveEdge) -> None:
         conn.execute(self._sql.delete_edge, {"w": item.world_id, "src": effect.src, "dst": effect.dst})
 
+    def _save_node(self, conn: sa.Connection, item: WriteItem, effect: SaveNode) -> None:
+        node = effect.node
+        conn.execute(self._sql.upsert_node, {"world_id": item.world_id, "node_id": node.node_id,
+                                             "execution_domain": node.execution_domain,
+                                             "record": msgspec.to_builtins(node)})
+
+    def _remove_node(self, conn: sa.Connection, item: WriteItem, effect: RemoveNode) -> None:
+        conn.execute(self._sql.delete_node, {"w": item.world_id, "node": effect.node_id,
+                                             "domain": effect.execution_domain})
+
+    def _save_validation(self, conn: sa.Connection, item: WriteItem, effect: SaveValidation) -> None:
+        entry = effect.entry
+        conn.execute(self._sql.upsert_validation, {
+            "world_id": item.world_id, "node_id": entry.node_id, "execution_domain": entry.execution_domain,
+            "eval_key": entry.eval_key, "record": msgspec.to_builtins(entry)})
+
+    def _remove_validations(self, conn: sa.Connection, item: WriteItem, effect: RemoveValidations) -> None:
+        scope = (effect.node_id is not None, effect.node_id is not None and effect.execution_domain is not None)
+        conn.execute(self._sql.delete_validations[scope], {"w": item.world_id, "node": effect.node_id,
+                                                            "domain": effect.execution_domain})
+
     def _remember_command(self, conn: sa.Connection, item: WriteItem, effect: RememberCommand) -> None:
         """A second insert of the same id fails the item: the command was applied concurrently elsewhere."""
         conn.execute(self._sql.insert_command, {
@@ -355,7 +392,18 @@ def _load(conn: sa.Connection, world_id: str) -> WorldState:
             sa.select(t.history).where(t.history.c.world_id == world_id))},
         edges={f"{e.src}->{e.dst}": e for e in (msgspec.convert(rec, EdgeOverride) for rec in conn.execute(
             sa.select(t.edge_overrides.c.record).where(t.edge_overrides.c.world_id == world_id)).scalars())},
+        nodes=_load_buckets(conn, t.world_nodes, world_id, WorldNodeRef),
+        validations=_load_buckets(conn, t.validation_cache, world_id, ValidationEntry),
     )
+
+
+def _load_buckets(conn: sa.Connection, table: sa.Table, world_id: str, record_type: type) -> dict[str, dict[str, Any]]:
+    """World View Graph rows as ``node_id -> execution domain -> record``."""
+    buckets: dict[str, dict[str, Any]] = {}
+    for r in conn.execute(sa.select(table.c.node_id, table.c.execution_domain, table.c.record)
+                          .where(table.c.world_id == world_id)):
+        buckets.setdefault(r.node_id, {})[r.execution_domain] = msgspec.convert(r.record, record_type)
+    return buckets
 
 
 def _load_runs(conn: sa.Connection, world_id: str) -> dict[str, ApplyRun]:

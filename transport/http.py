@@ -35,8 +35,12 @@ from messages.rebalancing import (
     MultiWorldRebalanceResponse, RebalanceNotice,
 )
 from messages.policies import PolicyInfo, PolicyRequest, PolicyVersionRef, SetDefaultRequest
-from messages.types import WorldId
+from messages.types import Identifier, WorldId
 from messages.worlds import WorldCreate, WorldDescription, WorldRecord, WorldUpdate
+from messages.wvg import (
+    EdgeOverrideOut, EdgeOverrideUpsertRequest, ValidationCacheResponse, ValidationContext, ValidationStoreRequest,
+    WorldNodeRef, WorldNodeUpsertRequest,
+)
 from messages.config import Auth
 from transport.auth import Authenticator, authorize, require
 from transport.errors import client_error_handler
@@ -91,6 +95,15 @@ def _world_id(world_id: str) -> str:
     except msgspec.ValidationError as exc:
         raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
                                                      "key": "world_id", "source": "path"}]) from None
+
+
+def _path_id(value: str, key: str) -> str:
+    """Path identifiers (node ids) get the same checks a body field would: 422 with the key, not a 500."""
+    try:
+        return msgspec.convert(value, Identifier)
+    except msgspec.ValidationError as exc:
+        raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
+                                                     "key": key, "source": "path"}]) from None
 
 
 def _header(request: Request, name: str, max_length: int) -> str | None:
@@ -318,6 +331,74 @@ class ApplyController(Controller):
         return _respond(request, await _run(request, c.GetApplyRun, world_id, run_id=run_id))
 
 
+DomainQuery = Annotated[str | None, QueryParameter(max_length=32)]
+
+
+class WorldViewGraphController(Controller):
+    """World nodes, edge overrides and the validation cache. Execution domains take the reference's
+    aliases (case-insensitive); an unknown one is 422 with the accepted names."""
+
+    path = "/worlds/{world_id:str}"
+    tags = ["world view graph"]
+
+    @get("/nodes", responses=_errors(404, 422))
+    async def list_nodes(self, request: Request, world_id: FromPath[str],
+                         execution_domain: DomainQuery = None) -> Response[list[WorldNodeRef]]:
+        """No ``execution_domain`` (or ``*`` / ``all``): the nodes of every domain."""
+        return _respond(request, await _run(request, c.ListNodes, world_id, execution_domain=execution_domain))
+
+    @get("/nodes/{node_id:str}", responses=_errors(404, 422))
+    async def get_node(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
+                       execution_domain: DomainQuery = None) -> Response[WorldNodeRef]:
+        """No ``execution_domain``: backtest."""
+        return _respond(request, await _run(request, c.GetNode, world_id, node_id=_path_id(node_id, "node_id"),
+                                            execution_domain=execution_domain))
+
+    @put("/nodes/{node_id:str}", status_code=200, responses=_errors(404, 422), opt=OPERATOR)
+    async def put_node(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
+                       data: JSONBody[WorldNodeUpsertRequest]) -> Response[WorldNodeRef]:
+        """Fields left out (``last_eval_key``, ``annotations``) keep their stored value."""
+        return _respond(request, await _run(request, c.PutNode, world_id, node_id=_path_id(node_id, "node_id"),
+                                            body=data))
+
+    @delete("/nodes/{node_id:str}", status_code=204, responses=_errors(404, 422), opt=OPERATOR)
+    async def delete_node(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
+                          execution_domain: DomainQuery = None) -> Response[None]:
+        return _respond(request, await _run(request, c.DeleteNode, world_id, node_id=_path_id(node_id, "node_id"),
+                                            execution_domain=execution_domain))
+
+    @get("/edges/overrides", responses=_errors(404))
+    async def list_edges(self, request: Request, world_id: FromPath[str]) -> Response[list[EdgeOverrideOut]]:
+        return _respond(request, await _run(request, c.ListEdgeOverrides, world_id))
+
+    @put("/edges/{src_node_id:str}/{dst_node_id:str}", status_code=200, responses=_errors(404, 422), opt=OPERATOR)
+    async def put_edge(self, request: Request, world_id: FromPath[str], src_node_id: FromPath[str],
+                       dst_node_id: FromPath[str], data: JSONBody[EdgeOverrideUpsertRequest]) -> Response[EdgeOverrideOut]:
+        """Leaving ``reason`` out keeps the stored reason. Every change is announced on the ControlBus
+        (``edge_override_upserted``, topic ``control.edges``)."""
+        return _respond(request, await _run(request, c.PutEdgeOverride, world_id,
+                                            src_node_id=_path_id(src_node_id, "src_node_id"),
+                                            dst_node_id=_path_id(dst_node_id, "dst_node_id"), body=data))
+
+    @post("/validations/cache/lookup", status_code=200, responses=_errors(404, 422))
+    async def lookup_validation(self, request: Request, world_id: FromPath[str],
+                                data: JSONBody[ValidationContext]) -> Response[ValidationCacheResponse]:
+        """A read for the caller (reader role); an entry cached under another context is evicted."""
+        return _respond(request, await _run(request, c.LookupValidation, world_id, body=data))
+
+    @post("/validations/cache", status_code=200, responses=_errors(404, 422), opt=OPERATOR)
+    async def store_validation(self, request: Request, world_id: FromPath[str],
+                               data: JSONBody[ValidationStoreRequest]) -> Response[ValidationCacheResponse]:
+        return _respond(request, await _run(request, c.StoreValidation, world_id, body=data))
+
+    @delete("/validations/{node_id:str}", status_code=204, responses=_errors(404, 422), opt=OPERATOR)
+    async def delete_validation(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
+                                execution_domain: DomainQuery = None) -> Response[None]:
+        """No ``execution_domain``: every domain of the node."""
+        return _respond(request, await _run(request, c.DeleteValidation, world_id,
+                                            node_id=_path_id(node_id, "node_id"), execution_domain=execution_domain))
+
+
 @dataclass(frozen=True)
 class RebalanceFlags:
     compat_rebalance_v2: bool = False
@@ -428,7 +509,7 @@ def create_app(edge: Edge, auth: Auth | None = None, rebalance: RebalanceFlags |
         # A 1,000-world rebalancing plan (100k position slices) is about 9 MB of JSON; the default is 10 MB.
         request_max_body_size=64 * 1024 * 1024,
         route_handlers=[WorldsController, PoliciesController, StrategiesController, ActivationController,
-                        ApplyController, RebalancingController, AllocationsController, list_presets, healthz, readyz, metrics, openapi_json],
+                        ApplyController, WorldViewGraphController, RebalancingController, AllocationsController, list_presets, healthz, readyz, metrics, openapi_json],
         exception_handlers={HTTPException: client_error_handler},
         openapi_config=OpenAPIConfig(title="WorldService", version="1.0.0", path="/schema"),
         logging_config=None,  # the daemon owns logging (JSON lines); Litestar must not install handlers

@@ -53,9 +53,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("world_id", "node_id", "execution_domain"),
     )
     op.create_index("ix_validation_cache_eval_key", "validation_cache", ["eval_key"])
+    # Edge overrides name GSG nodes too (``blake3:<64 hex>`` is 71 characters), not only ``domain:<d>``.
+    _edge_id_length(256)
+
+
+def _edge_id_length(length: int) -> None:
+    with op.batch_alter_table("edge_overrides") as batch:  # SQLite rebuilds the table; PostgreSQL alters it
+        for column in ("src", "dst"):
+            batch.alter_column(column, type_=sa.String(length=length), existing_nullable=False)
 
 
 def downgrade() -> None:
+    _edge_id_length(64)
     op.drop_index("ix_validation_cache_eval_key", table_name="validation_cache")
     op.drop_table("validation_cache")
     op.drop_table("world_nodes")
