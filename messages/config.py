@@ -117,6 +117,7 @@ class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):
         # A file naming only some families must not send the others to a topic named after the family.
         self.topics = {**_default_topics(), **self.topics}
 
+
 class AllocationsConfig(msgspec.Struct, forbid_unknown_fields=True):
     """``execute=true`` calls this HTTP executor (POST, JSON plan snapshot); unset: 503 before anything is
     stored."""
