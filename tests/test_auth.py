@@ -39,6 +39,8 @@ def secured(harness_factory, tmp_path) -> Harness:  # type: ignore[no-untyped-de
     return h
 
 
+VALIDATION = {"node_id": "n1", "execution_domain": "live", "contract_id": "c", "dataset_fingerprint": "d",
+              "code_version": "v", "resource_policy": "r"}
 # (method, path, body, least role) for every route that names a world
 ROUTES = [
     ("GET", "/worlds/w1", None, "reader"),
@@ -55,9 +57,18 @@ ROUTES = [
     ("GET", "/worlds/w1/activation/state_hash", None, "reader"),
     ("POST", "/worlds/w1/evaluate", {"metrics": {}}, "reader"),
     ("GET", "/worlds/w1/apply/none", None, "reader"),
+    ("GET", "/worlds/w1/nodes", None, "reader"),
+    ("GET", "/worlds/w1/nodes/n1?execution_domain=live", None, "reader"),
+    ("GET", "/worlds/w1/edges/overrides", None, "reader"),
+    ("POST", "/worlds/w1/validations/cache/lookup", {**VALIDATION, "code_version": "other"}, "reader"),
     ("PUT", "/worlds/w1/activation", {"strategy_id": "s1", "side": "long", "active": False}, "operator"),
     ("POST", "/worlds/w1/apply", {"run_id": "r-{n}", "plan": {"activate": ["s1"]}}, "operator"),
     ("POST", "/worlds/w1/history", {"strategy_id": "s1"}, "operator"),
+    ("PUT", "/worlds/w1/nodes/n1", {"status": "valid", "execution_domain": "live"}, "operator"),
+    ("DELETE", "/worlds/w1/nodes/n1?execution_domain=live", None, "operator"),
+    ("PUT", "/worlds/w1/edges/domain:backtest/domain:live", {"active": False}, "operator"),
+    ("POST", "/worlds/w1/validations/cache", {**VALIDATION, "result": "valid", "metrics": {}}, "operator"),
+    ("DELETE", "/worlds/w1/validations/n1", None, "operator"),
     ("PUT", "/worlds/w1", {"name": "renamed"}, "owner"),
     ("POST", "/worlds/w1/policies", {"preset": "sandbox"}, "owner"),
     ("POST", "/worlds/w1/set-default", {"version": 1}, "owner"),
