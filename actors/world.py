@@ -197,7 +197,7 @@ class WorldActor(pykka.ThreadingActor):
         if is_mutation(command):
             return self._mutate(state, command, now)
         outcome = answer(state, command, now)
-        self.state = outcome.state
+        self._persist(outcome, command.actor, command.correlation_id, now)  # a read rarely has effects
         return _to_reply(outcome)
 
     def _mutate(self, state: WorldState, command: Command, now: datetime) -> Reply:

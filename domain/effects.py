@@ -12,7 +12,7 @@ import msgspec
 
 from messages.activation import ActivationEntry
 from messages.apply import ApplyRun, EdgeOverride
-from messages.decisions import HistoryEntry
+from messages.decisions import DecisionRecord, DecisionState, HistoryEntry
 from messages.policies import PolicyInfo
 from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
@@ -99,6 +99,18 @@ class RemoveValidations(msgspec.Struct, tag=True):
     execution_domain: str | None = None
 
 
+class SaveDecision(msgspec.Struct, tag=True):
+    """The world's current decision record (hysteresis state, the reference path's last answer)."""
+
+    record: DecisionRecord
+
+
+class RecordDecision(msgspec.Struct, tag=True):
+    """One evaluation, appended to ``decision_history``."""
+
+    state: DecisionState
+
+
 class SaveWorldAllocation(msgspec.Struct, tag=True):
     """This world's latest allocation (``GET /allocations``)."""
 
@@ -141,4 +153,4 @@ class OutboxEvent(msgspec.Struct, tag=True):
 
 Effect = (SaveWorld | RemoveWorld | SavePolicy | SaveStrategies | SaveActivation | RemoveActivation | SaveHistory
           | SaveApplyRun | SaveAck | SaveEdge | SaveWorldAllocation | SaveAllocationRun | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent
-          | SaveNode | RemoveNode | SaveValidation | RemoveValidations)
+          | SaveNode | RemoveNode | SaveValidation | RemoveValidations | SaveDecision | RecordDecision)

@@ -10,6 +10,7 @@ import msgspec
 
 from domain import activation, apply, policies, worlds, wvg
 from domain.decide import decide
+from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
 from domain.state import Outcome, WorldState, require_world
 from messages import commands as c
@@ -62,8 +63,13 @@ def _state_hash(state: WorldState) -> StateHashOut:
 
 
 def _decide(state: WorldState, q: c.Decide, now: datetime) -> Outcome:
-    envelope, last, ttl = decide(state, q.as_of, now)
-    return Outcome(state=msgspec.structs.replace(state, last_decision=last), effects=[], reply=(envelope, ttl))
+    """A read that writes only when the reference path's remembered answer changes (rarely): that memory
+    decides its hysteresis, so it must survive a restart like any other decision state."""
+    envelope, record, ttl = decide(state, q.as_of, now)
+    if record == state.decision:
+        return Outcome(state=state, effects=[], reply=(envelope, ttl))
+    return Outcome(state=msgspec.structs.replace(state, decision=record), effects=[SaveDecision(record=record)],
+                   reply=(envelope, ttl))
 
 
 _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from domain.decision_rules import parse_rules
 from domain.effects import AuditRecord, OutboxEvent, PolicyVersion, SavePolicy, SaveWorld
 from domain.events import cloudevent
 from domain.hashing import blake3_hex, canonical_json
@@ -88,6 +89,8 @@ def normalise(request: PolicyRequest) -> Policy:
         policy = msgspec.convert(document, Policy)
     except msgspec.ValidationError as exc:
         raise unprocessable(f"invalid policy: {exc}") from None
+    if policy.decision is not None:
+        parse_rules(policy.decision)  # refused at upload, never at evaluation
     return _merge_selection(policy)
 
 

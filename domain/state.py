@@ -9,15 +9,10 @@ import msgspec
 from domain.effects import Effect, PolicyVersion
 from messages.activation import ActivationEntry
 from messages.apply import ApplyRun, EdgeOverride
-from messages.decisions import HistoryEntry
+from messages.decisions import DecisionRecord, HistoryEntry
 from messages.errors import not_found
 from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
-
-
-class LastDecision(msgspec.Struct, frozen=True):
-    effective_mode: str
-    dataset_fingerprint: str | None
 
 
 class WorldState(msgspec.Struct, kw_only=True):
@@ -33,13 +28,12 @@ class WorldState(msgspec.Struct, kw_only=True):
     decisions: list[str] = []
     activation: dict[str, dict[str, ActivationEntry]] = {}
     history: dict[str, HistoryEntry] = {}
-    last_decision: LastDecision | None = None
+    decision: DecisionRecord = DecisionRecord()  # the decision engine's state (persisted)
     runs: dict[str, ApplyRun] = {}
     edges: dict[str, EdgeOverride] = {}
     # World View Graph, both keyed node_id -> execution domain -> record (a node's domains are one bucket).
     nodes: dict[str, dict[str, WorldNodeRef]] = {}
     validations: dict[str, dict[str, ValidationEntry]] = {}
-
 
     def open_run(self) -> ApplyRun | None:
         """At most one run per world is not terminal."""

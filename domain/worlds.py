@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from domain.effects import AuditRecord, RemoveWorld, SaveHistory, SaveStrategies, SaveWorld
+from domain.decide import reevaluate
+from domain.effects import AuditRecord, Effect, RemoveWorld, SaveHistory, SaveStrategies, SaveWorld
 from domain.policies import default_policy, human_summary
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
@@ -104,21 +105,29 @@ def set_decisions(state: WorldState, cmd: SetDecisions, now: datetime) -> Outcom
     return Outcome(state=new_state, effects=effects, reply=StrategiesOut(strategies=strategies))
 
 
+def _check_timestamp(name: str, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        parse_iso(value)
+    except ValueError:
+        raise unprocessable(f"invalid {name}; expected ISO-8601 timestamp") from None
+
+
 def put_history(state: WorldState, cmd: PutHistory, now: datetime) -> Outcome:
     require_world(state)
     body = cmd.body
-    if body.as_of is not None:
-        try:
-            parse_iso(body.as_of)
-        except ValueError:
-            raise unprocessable("invalid as_of; expected ISO-8601 timestamp") from None
+    for name in ("as_of", "data_end"):
+        _check_timestamp(name, getattr(body, name))
     fields = msgspec.structs.asdict(body)
     entry = HistoryEntry(updated_at=iso_z(now), **fields)
     history = {**state.history, body.strategy_id: entry}
     result = {"strategy_id": body.strategy_id, "dataset_fingerprint": body.dataset_fingerprint,
               "as_of": body.as_of, "updated_at": entry.updated_at}
-    effects = [SaveHistory(entry=entry), AuditRecord(event="history_metadata_upserted", request=None, result=result)]
-    return Outcome(state=msgspec.structs.replace(state, history=history), effects=effects, reply=None, status=204)
+    effects: list[Effect] = [SaveHistory(entry=entry),
+                             AuditRecord(event="history_metadata_upserted", request=None, result=result)]
+    new_state, evaluation = reevaluate(msgspec.structs.replace(state, history=history), now)
+    return Outcome(state=new_state, effects=effects + evaluation, reply=None, status=204)
 
 
 def history_out(state: WorldState) -> HistoryOut:

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.effects import (
-    AuditRecord, Effect, OutboxEvent, PolicyVersion, RememberCommand, RemoveActivation, RemoveEdge, RemoveWorld,
-    SaveAck, SaveActivation, SaveAllocationRun, SaveApplyRun, SaveEdge, SaveHistory, SavePolicy, SaveStrategies,
-    SaveWorld, SaveWorldAllocation,
+    AuditRecord, Effect, OutboxEvent, PolicyVersion, RecordDecision, RememberCommand, RemoveActivation,
+    RemoveEdge, RemoveWorld, SaveAck, SaveActivation, SaveAllocationRun, SaveApplyRun, SaveDecision,
+    SaveEdge, SaveHistory, SavePolicy, SaveStrategies, SaveWorld, SaveWorldAllocation,
 )
 from domain.effects import RemoveNode, RemoveValidations, SaveNode, SaveValidation
 from domain.state import WorldState
@@ -22,7 +22,7 @@ from domain.timefmt import iso_z
 from messages.activation import ActivationEntry
 from messages.apply import ApplyRun, EdgeOverride
 from messages.audit import AuditEntry, AuditPage
-from messages.decisions import HistoryEntry
+from messages.decisions import DecisionRecord, HistoryEntry
 from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
 from storage import schema as t
@@ -71,7 +71,8 @@ class _Statements:
         ).values(row_version=sa.bindparam("next_version"), activation_counter=sa.bindparam("counter"))
         self.upsert = {table: self._upsert(insert, table) for table in
                        (t.worlds, t.policies, t.decisions, t.activations, t.history, t.apply_runs,
-                                     t.apply_acks, t.edge_overrides, t.allocation_runs, t.world_allocations)}
+                                     t.apply_acks, t.edge_overrides, t.allocation_runs, t.world_allocations,
+                                     t.world_decisions)}
         a, e = t.activations, t.edge_overrides
         self.delete_activation = a.delete().where(a.c.world_id == sa.bindparam("w"),
                                                   a.c.strategy_id == sa.bindparam("sid"), a.c.side == sa.bindparam("side"))
@@ -82,6 +83,7 @@ class _Statements:
         self.insert_bindings = t.bindings.insert()
         self.insert_audit = t.audit_log.insert()
         self.insert_outbox = t.outbox.insert()
+        self.insert_decision = t.decision_history.insert()
         self.upsert_node = self._upsert(insert, t.world_nodes)
         self.upsert_validation = self._upsert(insert, t.validation_cache)
         n, v = t.world_nodes, t.validation_cache
@@ -115,6 +117,7 @@ class SqlStore:
             RemoveActivation: self._remove_activation, SaveApplyRun: self._save_run, SaveEdge: self._save_edge,
             RemoveEdge: self._remove_edge, RememberCommand: self._remember_command, SaveAck: self._save_ack,
             SaveWorldAllocation: self._save_world_allocation, SaveAllocationRun: self._save_allocation_run,
+            SaveDecision: self._save_decision, RecordDecision: self._record_decision,
             SaveNode: self._save_node, RemoveNode: self._remove_node, SaveValidation: self._save_validation,
             RemoveValidations: self._remove_validations,
         }
@@ -304,6 +307,22 @@ class SqlStore:
             "world_id": item.world_id, "strategy_id": effect.entry.strategy_id,
             "entry": msgspec.to_builtins(effect.entry)})
 
+    def _save_decision(self, conn: sa.Connection, item: WriteItem, effect: SaveDecision) -> None:
+        conn.execute(self._sql.upsert[t.world_decisions], {"world_id": item.world_id,
+                                                           "record": msgspec.to_builtins(effect.record)})
+
+    def _record_decision(self, conn: sa.Connection, item: WriteItem, effect: RecordDecision) -> None:
+        d = effect.state
+        conn.execute(self._sql.insert_decision, {"world_id": item.world_id, "evaluated_at": d.evaluated_at,
+                                                 "mode": d.mode, "record": msgspec.to_builtins(d)})
+
+    def decision_history(self, world_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest evaluations first."""
+        h = t.decision_history
+        query = sa.select(h.c.record).where(h.c.world_id == world_id).order_by(h.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     @staticmethod
     def _audit_row(item: WriteItem, effect: AuditRecord) -> dict[str, Any]:
         return {"world_id": item.world_id, "event": effect.event, "actor": item.actor,
@@ -390,6 +409,7 @@ def _load(conn: sa.Connection, world_id: str) -> WorldState:
         activation=_load_activation(conn, world_id),
         history={r.strategy_id: msgspec.convert(r.entry, HistoryEntry) for r in conn.execute(
             sa.select(t.history).where(t.history.c.world_id == world_id))},
+        decision=_load_decision(conn, world_id),
         edges={f"{e.src}->{e.dst}": e for e in (msgspec.convert(rec, EdgeOverride) for rec in conn.execute(
             sa.select(t.edge_overrides.c.record).where(t.edge_overrides.c.world_id == world_id)).scalars())},
         nodes=_load_buckets(conn, t.world_nodes, world_id, WorldNodeRef),
@@ -404,6 +424,12 @@ def _load_buckets(conn: sa.Connection, table: sa.Table, world_id: str, record_ty
                           .where(table.c.world_id == world_id)):
         buckets.setdefault(r.node_id, {})[r.execution_domain] = msgspec.convert(r.record, record_type)
     return buckets
+
+
+def _load_decision(conn: sa.Connection, world_id: str) -> DecisionRecord:
+    d = t.world_decisions
+    record = conn.execute(sa.select(d.c.record).where(d.c.world_id == world_id)).scalar()
+    return DecisionRecord() if record is None else msgspec.convert(record, DecisionRecord)
 
 
 def _load_runs(conn: sa.Connection, world_id: str) -> dict[str, ApplyRun]:
