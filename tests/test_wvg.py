@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from actors import faults
 from domain.evalkey import eval_key
 from tests.conftest import Harness, make_config
 
@@ -16,6 +17,10 @@ CONTEXT = {"node_id": "n1", "execution_domain": "live", "contract_id": "contract
            "code_version": "v1.2.3", "resource_policy": "cpu:2"}
 # The same literal on every store: the key is a function of its inputs only.
 CONTEXT_KEY = "blake3:3ce34a09ec3c4f4fa3023aee72720db100f879df70480a490bf55679b2700ab2"
+GATING = {"dataset_fingerprint": "fp-1", "share_policy": "feature-artifacts-only",
+          "snapshot": {"strategy_plane": "cow", "feature_plane": "readonly"},
+          "edges": {"pre_promotion": {"disable_edges_to": ["dryrun", "live"]}, "post_promotion": {"enable_edges_to": "live"}},
+          "observability": {"slo": {"cross_context_cache_hit": 0}}}
 DEFAULT_EDGE = {"world_id": "w1", "src_node_id": "domain:backtest", "dst_node_id": "domain:live", "active": False,
                 "reason": "auto:cross-domain-block"}
 
@@ -166,14 +171,9 @@ def test_edge_ids_are_node_ids(wvg: Harness) -> None:
 def test_apply_edge_toggles_are_announced(api: Harness) -> None:
     _world(api)
     api.client.put("/worlds/w1/activation", json={"strategy_id": "s1", "side": "long", "active": True})
-    gating = {"dataset_fingerprint": "fp-1", "share_policy": "feature-artifacts-only",
-              "snapshot": {"strategy_plane": "cow", "feature_plane": "readonly"},
-              "edges": {"pre_promotion": {"disable_edges_to": ["dryrun", "live"]},
-                        "post_promotion": {"enable_edges_to": "live"}},
-              "observability": {"slo": {"cross_context_cache_hit": 0}}}
     before = len(_events(api))
     ok = api.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s1"]},
-                                                   "gating_policy": gating})
+                                                   "gating_policy": GATING})
     assert ok.status_code == 200, ok.text
     announced = [(e.event["data"]["dst_node_id"], e.event["data"]["active"], e.event["data"]["reason"])
                  for e in _events(api)[before:]]
@@ -182,6 +182,26 @@ def test_apply_edge_toggles_are_announced(api: Harness) -> None:
                          ("domain:live", True, "post_promotion_enable:r1")}
     edges = {e["dst_node_id"]: e["active"] for e in api.client.get("/worlds/w1/edges/overrides").json()}
     assert edges == {"domain:dryrun": False, "domain:live": True}
+
+
+def test_a_rolled_back_apply_announces_the_restored_edges(api: Harness) -> None:
+    _world(api)
+    api.client.put("/worlds/w1/activation", json={"strategy_id": "s1", "side": "long", "active": True})
+    before = len(_events(api)), len(_events(api, "edge_override_deleted"))
+    faults.fail_at("apply.unfreezing")  # after Switch toggled the edges
+    try:
+        failed = api.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s1"]},
+                                                           "gating_policy": GATING})
+    finally:
+        faults.fail_at()
+    assert failed.status_code == 500, failed.text
+    restored = [(e.event["data"]["dst_node_id"], e.event["data"]["active"], e.event["data"]["reason"])
+                for e in _events(api)[before[0]:]][-1]
+    assert restored == ("domain:live", False, "auto:cross-domain-block")  # the default edge is back
+    [deleted] = _events(api, "edge_override_deleted")[before[1]:]
+    assert (deleted.topic, deleted.event["data"]["dst_node_id"]) == ("control.edges", "domain:dryrun")
+    edges = [(e["dst_node_id"], e["active"]) for e in api.client.get("/worlds/w1/edges/overrides").json()]
+    assert edges == [("domain:live", False)]
 
 
 # --- validation cache ----------------------------------------------------------------------------------
