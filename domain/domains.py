@@ -10,8 +10,8 @@ from messages.errors import unprocessable
 
 DOMAINS = ("backtest", "dryrun", "live", "shadow")
 ALIASES: dict[str, str] = {
-    "": "backtest", "default": "backtest", "backtest": "backtest", "validate": "backtest", "compute": "backtest",
-    "compute-only": "backtest", "offline": "backtest",
+    "": "backtest", "default": "backtest", "backtest": "backtest", "validate": "backtest",
+    "compute": "backtest", "compute-only": "backtest", "offline": "backtest",
     "dryrun": "dryrun", "paper": "dryrun", "sim": "dryrun", "sandbox": "dryrun",
     "live": "live", "prod": "live",
     "shadow": "shadow",

@@ -15,8 +15,8 @@ from domain.hashing import blake3_hex, canonical_json
 def eval_key_material(node_id: str, world_id: str, execution_domain: str, contract_id: str,
                       dataset_fingerprint: str, code_version: str, resource_policy: str) -> bytes:
     """The exact bytes hashed; ``execution_domain`` must already be normalised."""
-    return canonical_json([node_id, world_id, execution_domain, contract_id, dataset_fingerprint, code_version,
-                           resource_policy])
+    return canonical_json([node_id, world_id, execution_domain, contract_id, dataset_fingerprint,
+                           code_version, resource_policy])
 
 
 def eval_key(node_id: str, world_id: str, execution_domain: str, contract_id: str, dataset_fingerprint: str,

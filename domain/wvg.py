@@ -23,8 +23,8 @@ from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
 from messages.apply import EdgeOverride
 from messages.commands import (
-    DeleteNode, DeleteValidation, GetNode, ListEdgeOverrides, ListNodes, LookupValidation, PutEdgeOverride, PutNode,
-    StoreValidation,
+    DeleteNode, DeleteValidation, GetNode, ListEdgeOverrides, ListNodes, LookupValidation, PutEdgeOverride,
+    PutNode, StoreValidation,
 )
 from messages.errors import not_found, unprocessable
 from messages.worlds import VALIDATION_CONTEXT_FIELDS, WorldRecord
@@ -32,7 +32,7 @@ from messages.wvg import (
     EdgeOverrideOut, ValidationCacheResponse, ValidationContext, ValidationEntry, WorldNodeRef,
 )
 
-# Logical event family; ``worldservice.controlbus.topics.edges`` names the Kafka topic (default control.edges).
+# Logical event family; ``worldservice.controlbus.topics.edges`` names its Kafka topic (control.edges).
 EDGE_TOPIC = "edges"
 # Created with every world (reference DEFAULT_EDGE_OVERRIDES): live stays unreachable from backtest until a
 # gating policy enables it after promotion.
@@ -65,14 +65,16 @@ def put_node(state: WorldState, cmd: PutNode, now: datetime) -> Outcome:
     require_world(state)
     body = cmd.body
     domain = normalise_domain(body.execution_domain)
-    old = state.nodes.get(cmd.node_id, {}).get(domain)
-    node = WorldNodeRef(
-        world_id=state.world_id, node_id=cmd.node_id, execution_domain=domain, status=body.status,
-        last_eval_key=body.last_eval_key if body.last_eval_key is not UNSET else (old.last_eval_key if old else None),
-        annotations=body.annotations if body.annotations is not UNSET else (old.annotations if old else {}),
+    old = state.nodes.get(cmd.node_id, {}).get(domain) or WorldNodeRef(
+        world_id=state.world_id, node_id=cmd.node_id, execution_domain=domain, status=body.status)
+    node = msgspec.structs.replace(
+        old, status=body.status,
+        last_eval_key=body.last_eval_key if body.last_eval_key is not UNSET else old.last_eval_key,
+        annotations=body.annotations if body.annotations is not UNSET else old.annotations,
     )
-    effects: list[Effect] = [SaveNode(node=node), AuditRecord(event="world_node_upserted", request=msgspec.to_builtins(body),
-                                                              result=msgspec.to_builtins(node))]
+    audit = AuditRecord(event="world_node_upserted", request=msgspec.to_builtins(body),
+                        result=msgspec.to_builtins(node))
+    effects: list[Effect] = [SaveNode(node=node), audit]
     new_state = msgspec.structs.replace(state, nodes=_put(state.nodes, cmd.node_id, domain, node))
     return Outcome(state=new_state, effects=effects, reply=node)
 
@@ -130,7 +132,8 @@ def edge_event(state: WorldState, edge: EdgeOverride, correlation_id: str | None
                       correlation_id or f"edge:{world_id}:{edge_key(edge.src, edge.dst)}", now)
 
 
-def default_edges(state: WorldState, correlation_id: str | None, now: datetime) -> tuple[dict[str, EdgeOverride], list[Effect]]:
+def default_edges(state: WorldState, correlation_id: str | None,
+                  now: datetime) -> tuple[dict[str, EdgeOverride], list[Effect]]:
     """The edges every new world starts with, stored and announced in the creating transaction."""
     edges, effects = dict(state.edges), []
     for src, dst, active, reason in DEFAULT_EDGES:
@@ -155,7 +158,8 @@ def put_edge(state: WorldState, cmd: PutEdgeOverride, now: datetime) -> Outcome:
                     result=msgspec.to_builtins(reply)),
         edge_event(state, edge, cmd.correlation_id, now),
     ]
-    return Outcome(state=msgspec.structs.replace(state, edges={**state.edges, key: edge}), effects=effects, reply=reply)
+    new_state = msgspec.structs.replace(state, edges={**state.edges, key: edge})
+    return Outcome(state=new_state, effects=effects, reply=reply)
 
 
 def list_edges(state: WorldState, query: ListEdgeOverrides, now: datetime) -> list[EdgeOverrideOut]:
@@ -212,14 +216,16 @@ def store_validation(state: WorldState, cmd: StoreValidation, now: datetime) -> 
     domain = normalise_domain(body.execution_domain)
     entry = ValidationEntry(
         eval_key=_context_key(state, body, domain), node_id=body.node_id, execution_domain=domain,
-        contract_id=body.contract_id, dataset_fingerprint=body.dataset_fingerprint, code_version=body.code_version,
-        resource_policy=body.resource_policy, result=body.result, metrics=body.metrics,
-        timestamp=_timestamp(body.timestamp, now),
+        contract_id=body.contract_id, dataset_fingerprint=body.dataset_fingerprint,
+        code_version=body.code_version, resource_policy=body.resource_policy, result=body.result,
+        metrics=body.metrics, timestamp=_timestamp(body.timestamp, now),
     )
-    result = {"node_id": body.node_id, "execution_domain": domain, "eval_key": entry.eval_key, "result": body.result}
+    result = {"node_id": body.node_id, "execution_domain": domain, "eval_key": entry.eval_key,
+              "result": body.result}
     effects: list[Effect] = [SaveValidation(entry=entry),
                              AuditRecord(event="validation_cache_updated", request=None, result=result)]
-    new_state = msgspec.structs.replace(state, validations=_put(state.validations, body.node_id, domain, entry))
+    validations = _put(state.validations, body.node_id, domain, entry)
+    new_state = msgspec.structs.replace(state, validations=validations)
     return Outcome(state=new_state, effects=effects, reply=_hit(entry))
 
 
