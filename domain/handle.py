@@ -39,8 +39,9 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
 }
 
 
-# While a run is open its freeze must hold: nothing else may rewrite the activation set or decisions.
-_BLOCKED_DURING_APPLY = (c.PutActivation, c.SetDecisions, c.DeleteWorld)
+# While a run is open its freeze must hold: nothing else may rewrite the activation set or decisions; nor
+# the edge overrides, which Switch toggles and a rollback restores from what they were at Switch.
+_BLOCKED_DURING_APPLY = (c.PutActivation, c.SetDecisions, c.DeleteWorld, c.PutEdgeOverride)
 _APPLY_MESSAGES = (c.StartApply, c.AckActivation, c.ApplyTick, c.RefreshProjection, c.HoldForAllocation,
                    c.ReleaseAllocation)
 

@@ -4,13 +4,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from actors import faults
+from domain.apply import ApplySettings, begin
 from domain.evalkey import eval_key
+from domain.handle import handle
+from domain.state import WorldState
+from messages.commands import command_decoder
+from messages.errors import CommandRejected
 from tests.conftest import Harness, make_config
 
 CONTEXT = {"node_id": "n1", "execution_domain": "live", "contract_id": "contract-a", "dataset_fingerprint": "ds-2025",
@@ -202,6 +209,23 @@ def test_a_rolled_back_apply_announces_the_restored_edges(api: Harness) -> None:
     assert (deleted.topic, deleted.event["data"]["dst_node_id"]) == ("control.edges", "domain:dryrun")
     edges = [(e["dst_node_id"], e["active"]) for e in api.client.get("/worlds/w1/edges/overrides").json()]
     assert edges == [("domain:live", False)]
+
+
+def test_manual_edge_changes_wait_for_an_open_apply_run() -> None:
+    """Switch toggles the edges and a rollback restores them: a manual change in between would be lost."""
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    world = handle(WorldState(world_id="w1"), _command("create_world", body={"id": "w1"}), now).state
+    started = begin(world, _command("apply", body={"run_id": "r1", "plan": {"activate": ["s1"]}}), now,
+                    ApplySettings(await_acks=True))
+    assert started.state.open_run() is not None
+    with pytest.raises(CommandRejected) as refused:
+        handle(started.state, _command("put_edge_override", src_node_id="a", dst_node_id="b", body={"active": True}),
+               now)
+    assert refused.value.status == 409 and "apply in progress" in refused.value.detail
+
+
+def _command(kind: str, **fields: Any) -> Any:
+    return command_decoder.decode(msgspec.json.encode({"kind": kind, "world_id": "w1", **fields}))
 
 
 # --- validation cache ----------------------------------------------------------------------------------
