@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 
 from domain import decision
-from domain.decision_rules import DecisionRules, rules_of
-from domain.effects import AuditRecord, Effect, RecordDecision, SaveDecision
+from domain.decision_rules import DecisionRules, rules_for_text
+from domain.effects import AuditRecord, Effect, PolicyVersion, RecordDecision, SaveDecision
 from domain.hashing import blake3_hex, canonical_json
 from domain.policies import default_policy
 from domain.state import WorldState, require_world
@@ -41,6 +41,10 @@ def _history_at(state: WorldState, as_of: datetime | None) -> HistoryEntry | Non
     candidates = [e for e in state.history.values()
                   if as_of is None or e.as_of is None or parse_iso(e.as_of) <= as_of]
     return max(candidates, key=rank, default=None)
+
+
+def _rules(pv: PolicyVersion | None) -> DecisionRules | None:
+    return rules_for_text(pv.text) if pv is not None else None
 
 
 def _without_strategies(state: WorldState) -> list[str] | None:
@@ -140,7 +144,7 @@ def decide(state: WorldState, as_of: str | None, now: datetime) -> tuple[Decisio
     requested = _parse_as_of(as_of)
     pv = default_policy(state)
     policy_version = pv.version if pv else 0
-    rules = rules_of(pv.document) if pv else None
+    rules = _rules(pv)
     meta = _history_at(state, requested)
     mode, tokens, ttl = _mode(state, world, rules, meta, requested, now)
     reason = " & ".join(tokens)
@@ -166,7 +170,7 @@ def reevaluate(state: WorldState, now: datetime) -> tuple[WorldState, list[Effec
     """One evaluation of the world's evidence under its default policy's decision rules (if it has any),
     persisted with the evidence that caused it. A world with nothing decided is not evaluated."""
     pv = default_policy(state)
-    rules = rules_of(pv.document) if pv else None
+    rules = _rules(pv)
     if rules is None or pv is None or _without_strategies(state) is not None:
         return state, []
     evidence = decision.evidence_at(state.history, state.decisions, None)

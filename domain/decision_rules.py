@@ -20,6 +20,8 @@ decision:
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import operator
 import re
@@ -252,3 +254,11 @@ def rules_of(document: dict[str, Any] | None) -> DecisionRules | None:
     """The rules of a stored (already validated) policy document; ``None`` without a decision section."""
     section = (document or {}).get("decision")
     return None if section is None else parse_rules(section)
+
+
+@functools.lru_cache(maxsize=4096)
+def rules_for_text(text: str) -> DecisionRules | None:
+    """``rules_of`` a stored policy's canonical JSON text, memoised: every evidence post and every
+    ``/decide`` needs the rules, and parsing them cost as much as a whole evaluation. Policy versions
+    are immutable, so their text is a sound key."""
+    return rules_of(json.loads(text))
