@@ -3,14 +3,14 @@ a daemon restart, and the reference's answers for a world without a decision sec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Harness, make_config, start_harness, stop_harness
+from tests.conftest import Harness, make_config, stop_harness
 
 
 class FakeClock:
@@ -30,19 +30,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, sql_dsn: str, clock: FakeClock) -> Iterator[Any]:
+def daemon(harness_factory, tmp_path: Path, sql_dsn: str, clock: FakeClock) -> Callable[[], Harness]:
     """``daemon()`` starts a daemon on the test's database; calling it again after ``stop`` is a restart."""
-    started: list[Harness] = []
-
-    def start() -> Harness:
-        h = start_harness(make_config(tmp_path, sql_dsn), clock=clock)
-        started.append(h)
-        return h
-
-    yield start
-    for h in started:
-        if h.runtime.system.directory.is_alive():
-            stop_harness(h)
+    return lambda: harness_factory(make_config(tmp_path, sql_dsn), clock=clock)
 
 
 DECISION = {"promote_to": "live", "ttl": "1h", "data_currency": {"max_lag": "30m"},
