@@ -67,9 +67,10 @@ def test_apply_completes_only_after_gateway_acks_in_sequence(tmp_path: Path, kaf
                 assert r.status_code == 200 and r.json()["phase"] == "completed", daemon.log_tail()
                 run = client.get("/worlds/w/apply/r1").json()
                 assert all(e["acked"] for e in run["events"]) and len(run["events"]) == 7
-        sequenced = gateway.sequenced("r1")
-        assert [e["sequence"] for e in sequenced][:7] == list(range(1, 8))
-        assert [e["phase"] for e in sequenced][:7] == ["freeze"] * 3 + ["unfreeze"] * 4
+        # Delivery is at-least-once: a slow ACK (a busy machine) earns a re-sent copy after 300 ms. What
+        # must hold is the order in which each event first arrived, with no gap.
+        first_seen = list(dict.fromkeys((e["sequence"], e["phase"]) for e in gateway.sequenced("r1")))
+        assert first_seen == [(n, "freeze" if n <= 3 else "unfreeze") for n in range(1, 8)]
         assert not gateway.order_violations
         assert all(e["version"] == 1 and e["idempotency_key"] for e in gateway.events)
     finally:
