@@ -27,7 +27,7 @@ from messages.activation import ActivationEnvelope, ActivationRequest, StateHash
 from messages.apply import ApplyAck, ApplyRequest, ApplyRunOut, EvaluateRequest, EvaluateResponse
 from messages.audit import AuditEntry
 from messages.bindings import StrategiesOut, StrategiesRequest
-from messages.decisions import DecisionEnvelope, HistoryOut, HistoryRequest
+from messages.decisions import DecisionEnvelope, HistoryOut, HistoryRequest, PolicyDecisionEnvelope
 from domain.rebalancing import allocation_snapshot, plan_rebalance
 from messages.errors import CommandRejected, ErrorBody
 from messages.rebalancing import (
@@ -260,7 +260,8 @@ class StrategiesController(Controller):
         return _respond(request, await _run(request, c.GetDecisions, world_id))
 
     @get("/decide")
-    async def decide(self, request: Request, world_id: FromPath[str], as_of: FromQuery[str | None] = None) -> Response[DecisionEnvelope]:
+    async def decide(self, request: Request, world_id: FromPath[str], as_of: FromQuery[str | None] = None
+                     ) -> Response[DecisionEnvelope | PolicyDecisionEnvelope]:
         reply = await _run(request, c.Decide, world_id, as_of=as_of)
         if not reply.ok:
             return _respond(request, reply)
