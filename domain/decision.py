@@ -55,7 +55,10 @@ def data_end(entry: HistoryEntry) -> datetime | None:
     if entry.data_end is not None:
         return parse_iso(entry.data_end)
     if entry.coverage_bounds is not None:
-        return datetime.fromtimestamp(entry.coverage_bounds[1], tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(entry.coverage_bounds[1], tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):  # outside any calendar: as good as unknown
+            return None
     return parse_iso(entry.as_of) if entry.as_of is not None else None
 
 

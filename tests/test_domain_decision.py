@@ -129,6 +129,12 @@ def _fields(e: HistoryEntry) -> dict:
     return {f: getattr(e, f) for f in e.__struct_fields__}
 
 
+def test_an_impossible_coverage_bound_is_an_unknown_data_end() -> None:
+    rules = parse_rules({"data_currency": {"max_lag": "1h"}})
+    absurd = HistoryEntry(strategy_id="s1", node_id="n", interval=60, coverage_bounds=(0, 10**20), updated_at="x")
+    assert evaluate(rules, ["s1"], {"s1": absurd}, T0).tokens == ("data_end_missing",)
+
+
 def test_sample_reads_days_from_coverage_and_bars_from_rows() -> None:
     rules = parse_rules({"sample": {"min_days": 30, "min_bars": 500}})
     day = 86400
