@@ -22,10 +22,11 @@ from domain.apply import ApplySettings
 from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
-from domain.state import Outcome, WorldState
+from domain.state import Outcome, WorldState, require_world
+from messages.decisions import DecisionHistoryOut
 from domain.timefmt import iso_z, parse_iso
 from messages.commands import (
-    AckActivation, ApplyTick, Command, GetAudit, HoldForAllocation, RefreshProjection, ReleaseAllocation, StartApply,
+    AckActivation, ApplyTick, Command, GetAudit, GetDecisionHistory, HoldForAllocation, RefreshProjection, ReleaseAllocation, StartApply,
 )
 from messages.apply import ApplyRun
 from messages.errors import CommandRejected, ErrorBody, not_found
@@ -188,8 +189,9 @@ class WorldActor(pykka.ThreadingActor):
     def _dispatch(self, request: Request) -> Reply | None:
         command = request.command
         state = self._loaded()
-        if isinstance(command, GetAudit):
-            return self._audit(state, command)
+        storage_read = self._STORAGE_READS.get(type(command))
+        if storage_read is not None:  # logs kept in SQL only, beyond what memory holds
+            return storage_read(self, state, command)
         now = self._clock()
         special = self._APPLY_HANDLERS.get(type(command))
         if special is not None:
@@ -378,6 +380,15 @@ class WorldActor(pykka.ThreadingActor):
         if state.world is None and not page.entries and query.after == 0:
             raise not_found("world")
         return Reply(status=200, body=page)
+
+    def _decision_history(self, state: WorldState, query: GetDecisionHistory) -> Reply:
+        require_world(state)
+        return Reply(status=200, body=DecisionHistoryOut(
+            entries=self._store.decision_history(self.world_id, query.limit)))
+
+    _STORAGE_READS: dict[type, Callable[[WorldActor, WorldState, Any], Reply]] = {
+        GetAudit: _audit, GetDecisionHistory: _decision_history,
+    }
 
     def _stop_fenced(self) -> None:
         self._tell_directory(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))

@@ -213,6 +213,12 @@ class GetAudit(Command, tag="get_audit"):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
+class GetDecisionHistory(Command, tag="get_decision_history"):
+    """The world's kept evaluations, newest first (read from SQL: older than what memory holds)."""
+
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+
 class ListNodes(Command, tag="list_nodes"):
     execution_domain: DomainText | None = None  # none, "*" or "all": every domain
 
@@ -229,7 +235,7 @@ class ListEdgeOverrides(Command, tag="list_edge_overrides"):
 Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
     GetActivation, GetStateHash, GetHistory, GetAudit, Evaluate, GetApplyRun,
-    ListNodes, GetNode, ListEdgeOverrides,
+    ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory,
 ]
 
 AnyCommand = Union[Mutation, Query]

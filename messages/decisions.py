@@ -121,3 +121,9 @@ class PolicyDecisionEnvelope(DecisionEnvelope, kw_only=True):
 
     score: float | None = None
     hysteresis: HysteresisOut | None = None
+
+
+class DecisionHistoryOut(msgspec.Struct):
+    """``GET /worlds/{id}/decide/history``: evaluations, newest first."""
+
+    entries: list[DecisionState]

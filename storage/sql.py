@@ -22,7 +22,7 @@ from domain.timefmt import iso_z
 from messages.activation import ActivationEntry
 from messages.apply import ApplyRun, EdgeOverride
 from messages.audit import AuditEntry, AuditPage
-from messages.decisions import DecisionRecord, HistoryEntry
+from messages.decisions import DecisionRecord, DecisionState, HistoryEntry
 from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
 from storage import schema as t
@@ -316,12 +316,12 @@ class SqlStore:
         conn.execute(self._sql.insert_decision, {"world_id": item.world_id, "evaluated_at": d.evaluated_at,
                                                  "mode": d.mode, "record": msgspec.to_builtins(d)})
 
-    def decision_history(self, world_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    def decision_history(self, world_id: str, limit: int = 100) -> list[DecisionState]:
         """The newest evaluations first."""
         h = t.decision_history
         query = sa.select(h.c.record).where(h.c.world_id == world_id).order_by(h.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+            return [msgspec.convert(r, DecisionState) for r in conn.execute(query).scalars()]
 
     @staticmethod
     def _audit_row(item: WriteItem, effect: AuditRecord) -> dict[str, Any]:

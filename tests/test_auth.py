@@ -53,6 +53,7 @@ ROUTES = [
     ("GET", "/worlds/w1/bindings", None, "reader"),
     ("GET", "/worlds/w1/decisions", None, "reader"),
     ("GET", "/worlds/w1/decide", None, "reader"),
+    ("GET", "/worlds/w1/decide/history", None, "reader"),
     ("GET", "/worlds/w1/activation?strategy_id=s1&side=long", None, "reader"),
     ("GET", "/worlds/w1/activation/state_hash", None, "reader"),
     ("POST", "/worlds/w1/evaluate", {"metrics": {}}, "reader"),

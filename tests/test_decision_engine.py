@@ -172,9 +172,12 @@ def test_evaluations_are_kept_in_the_decision_history(daemon, clock) -> None:
     for sharpe in (2.0, 0.5, 2.0):
         clock.advance(minutes=1)
         _evidence(h.client, clock, sharpe=sharpe)
-    rows = h.system.store.decision_history("w")
+    rows = h.client.get("/worlds/w/decide/history").json()["entries"]
     assert [(r["verdict"], r["mode"]) for r in rows] == [("pass", "live"), ("fail", "compute-only"), ("pass", "live")]
     assert len({r["evaluated_at"] for r in rows}) == 3
+    assert [r["tokens"] for r in h.client.get("/worlds/w/decide/history?limit=2").json()["entries"]] == \
+        [["data_currency_ok", "sample_ok", "gates_pass"], ["gates_failed"]]
+    assert h.client.get("/worlds/nope/decide/history").status_code == 404
     audit = h.client.get("/worlds/w/audit").json()
     changes = [e["result"]["to"] for e in audit if e["event"] == "decision_changed"]
     assert changes == ["live", "compute-only", "live"]

@@ -27,7 +27,9 @@ from messages.activation import ActivationEnvelope, ActivationRequest, StateHash
 from messages.apply import ApplyAck, ApplyRequest, ApplyRunOut, EvaluateRequest, EvaluateResponse
 from messages.audit import AuditEntry
 from messages.bindings import StrategiesOut, StrategiesRequest
-from messages.decisions import DecisionEnvelope, HistoryOut, HistoryRequest, PolicyDecisionEnvelope
+from messages.decisions import (
+    DecisionEnvelope, DecisionHistoryOut, HistoryOut, HistoryRequest, PolicyDecisionEnvelope,
+)
 from domain.rebalancing import allocation_snapshot, plan_rebalance
 from messages.errors import CommandRejected, ErrorBody
 from messages.rebalancing import (
@@ -269,6 +271,13 @@ class StrategiesController(Controller):
         if _etag_matches(request.headers.get("If-None-Match"), reply.body.etag):
             return Response(content=None, status_code=304, headers=headers)
         return _respond(request, reply, headers)
+
+    @get("/decide/history")
+    async def decision_history(self, request: Request, world_id: FromPath[str],
+                               limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100
+                               ) -> Response[DecisionHistoryOut]:
+        """The decision engine's evaluations (verdict, rules, hysteresis, mode), newest first."""
+        return _respond(request, await _run(request, c.GetDecisionHistory, world_id, limit=limit))
 
 
 class ActivationController(Controller):
