@@ -38,8 +38,7 @@ def _history_at(state: WorldState, as_of: datetime | None) -> HistoryEntry | Non
     def rank(e: HistoryEntry) -> tuple[str, str]:
         return (e.as_of or "", e.updated_at)
 
-    candidates = [e for e in state.history.values()
-                  if as_of is None or e.as_of is None or parse_iso(e.as_of) <= as_of]
+    candidates = [e for e in state.history.values() if decision.visible_at(e, as_of)]
     return max(candidates, key=rank, default=None)
 
 

@@ -92,14 +92,14 @@ _SAMPLE = (
 )
 
 
+def visible_at(entry: HistoryEntry, at: datetime | None) -> bool:
+    """No look-ahead: an entry dated after ``at`` did not exist yet; undated entries qualify."""
+    return at is None or entry.as_of is None or parse_iso(entry.as_of) <= at
+
+
 def evidence_at(history: Evidence, strategies: list[str], at: datetime | None) -> Evidence:
-    """Each decided strategy's entry, if it existed at ``at`` (no look-ahead; undated entries qualify)."""
-    out = {}
-    for sid in strategies:
-        entry = history.get(sid)
-        if entry is not None and (at is None or entry.as_of is None or parse_iso(entry.as_of) <= at):
-            out[sid] = entry
-    return out
+    """Each decided strategy's entry, if it existed at ``at``."""
+    return {sid: history[sid] for sid in strategies if sid in history and visible_at(history[sid], at)}
 
 
 # --- 1. evaluate -----------------------------------------------------------------------------------
