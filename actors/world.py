@@ -227,6 +227,9 @@ class WorldActor(pykka.ThreadingActor):
         assert isinstance(command, StartApply)
         fresh = command.body.run_id not in self._state.runs
         outcome = apply.begin(self._state, command, now, self._apply)
+        if outcome.status >= 400:  # refused by the default-safe rule: audited, no run started
+            self._persist(outcome, command.actor, command.correlation_id, now)
+            return _to_reply(outcome)
         if fresh:
             self._persist(outcome, command.actor, command.correlation_id, now)
             crash_point("apply.after_freeze")

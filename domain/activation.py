@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
+from domain.default_safe import LIVE, refused, world_refusals
 from domain.effects import AuditRecord, OutboxEvent, SaveActivation
 from domain.events import cloudevent
 from domain.hashing import blake3_hex, reference_json
@@ -71,14 +72,15 @@ def _merged_entry(body: ActivationRequest, prev: ActivationEntry, ts: str, etag:
 def put_activation(state: WorldState, cmd: PutActivation, now: datetime) -> Outcome:
     world = require_world(state)
     body = cmd.body
-    if body.effective_mode == "live" and not world.allow_live:
-        raise CommandRejected(409, "live activation refused: world allow_live is false")
     counter = state.activation_counter + 1
     prev = state.activation.get(body.strategy_id, {}).get(body.side, _NEW_ENTRY)
     if cmd.if_match is not None and cmd.if_match not in (prev.etag, "*"):
         raise CommandRejected(412, "activation etag does not match If-Match")
     etag = activation_etag(state.world_id, body.strategy_id, body.side, counter)
     entry = _merged_entry(body, prev, _checked_ts(body.ts, now), etag)
+    refusals = world_refusals(world) if entry.effective_mode == LIVE else []
+    if refusals:  # an override may keep a world live, never make it live: only a validated Switch does
+        return refused(state, "live activation", refusals, msgspec.to_builtins(body))
     entries = {sid: dict(sides) for sid, sides in state.activation.items()}
     entries.setdefault(body.strategy_id, {})[body.side] = entry
     digest = state_hash(counter, entries)

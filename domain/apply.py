@@ -19,6 +19,10 @@ from typing import Any
 import msgspec
 
 from domain.activation import activation_etag, activation_event, state_hash
+from domain.default_safe import (
+    BACKTEST, LIVE, NOT_PROMOTED, capped_mode, live_refusals, may_be_live, mode_of, refusal_detail, refused,
+    world_refusals,
+)
 from domain.effects import (
     AuditRecord, Effect, OutboxEvent, RemoveActivation, RemoveEdge, SaveAck, SaveActivation, SaveApplyRun,
     SaveEdge, SaveStrategies,
@@ -27,6 +31,7 @@ from domain.events import cloudevent
 from domain.gating import COMPUTE_ONLY, GatingPlan, parse_gating, pre_promotion_failure
 from domain.hashing import blake3_hex, canonical_json
 from domain.policies import POLICY_TOPIC, default_policy, normalise
+from domain.promotion import domain_changed
 from domain.selection import parse_correlations, select
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
@@ -124,11 +129,14 @@ class _Writer:
         self.effects: list[Effect] = []
         self.events: list[RunEvent] = list(self.run.events)
         self.sequence = self.run.sequence
+        self.live_allowed = self.state.world is not None and may_be_live(self.state.world)
 
     def write(self, sid: str, side: str, entry: ActivationEntry, phase: str) -> None:
+        """Every activation write of a run; ``live`` survives only while the world may be live."""
         self.counter += 1
+        mode = capped_mode(entry.effective_mode, self.live_allowed)
         entry = msgspec.structs.replace(entry, etag=activation_etag(self.state.world_id, sid, side, self.counter),
-                                        run_id=self.run.run_id, ts=iso_z(self.now))
+                                        run_id=self.run.run_id, ts=iso_z(self.now), effective_mode=mode)
         self.entries.setdefault(sid, {})[side] = entry
         self.sequence += 1
         digest = state_hash(self.counter, self.entries)
@@ -192,6 +200,10 @@ def begin(state: WorldState, cmd: StartApply, now: datetime, settings: ApplySett
     if running is not None:
         raise conflict(f"apply in progress: run {running.run_id!r} is {running.phase}")
     gating = parse_gating(body.gating_policy, body.stage)
+    refusals = _live_refusals(state, gating)
+    if refusals:
+        return refused(state, "apply to live", refusals, {"run_id": body.run_id, "gating_policy": gating and
+                                                           gating.document})
     target, policy_version = _target(state, body)
     run = _new_run(state, body, digest, target, policy_version, gating, now, settings)
     writer = _Writer(state, run, now)
@@ -200,6 +212,15 @@ def begin(state: WorldState, cmd: StartApply, now: datetime, settings: ApplySett
     writer.freeze_all(state.activation)
     run = _waiting(run, writer, "freeze", now, settings)
     return writer.outcome(run, [_stage(run, "freeze")], reply=RunStarted(run.run_id), first=[requested])
+
+
+def _live_refusals(state: WorldState, gating: GatingPlan | None) -> list[str]:
+    """A run that would make the world live (its domain, or an edge it opens into live) asks the rule;
+    opening live edges without the world going live is refused outright."""
+    if gating is None or (gating.execution_domain != LIVE and LIVE not in gating.enable_to):
+        return []
+    not_promoted = None if gating.execution_domain == LIVE else NOT_PROMOTED
+    return live_refusals(require_world(state), gating.dataset_fingerprint, not_promoted)
 
 
 def _new_run(state: WorldState, body: ApplyRequest, digest: str, target: list[str], policy_version: int | None,
@@ -261,15 +282,32 @@ def advance(state: WorldState, run_id: str, now: datetime, settings: ApplySettin
 def _switch(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySettings) -> Outcome:
     if run.pre_promotion_failure is not None:
         return rollback(state, run.run_id, f"pre-promotion validation failed: {run.pre_promotion_failure}", now)
-    run = msgspec.structs.replace(run, phase="switching", waiting_since=None, held=False)
+    # The world may have changed since the run began (allow_live off, breaker on): ask the rule again.
+    refusals = _live_refusals(state, parse_gating(run.gating) if run.gating else None)
+    if refusals:
+        return rollback(state, run.run_id, refusal_detail("switch to live", refusals), now)
+    world = require_world(state)
+    run = msgspec.structs.replace(run, phase="switching", waiting_since=None, held=False,
+                                  domain_before=world.execution_domain, fingerprint_before=world.dataset_fingerprint)
+    state, domain_effects = _switched_domain(state, run, now)
     writer = _Writer(state, run, now)
     edges, edge_effects, before = _toggle_edges(state, run, now)
     run = msgspec.structs.replace(run, edges_before=before)
-    extra: list[Effect] = [SaveStrategies(table="decisions", strategies=run.target), *edge_effects]
+    extra: list[Effect] = [SaveStrategies(table="decisions", strategies=run.target), *domain_effects,
+                           *edge_effects]
     extra += _policy_notice(state, run, now)
     extra.append(_stage(run, "switch", active=run.target, execution_domain=run.execution_domain,
                         dataset_fingerprint=run.dataset_fingerprint, **_downgrade_note(run)))
     return writer.outcome(run, extra, decisions=list(run.target), edges=edges)
+
+
+def _switched_domain(state: WorldState, run: ApplyRun, now: datetime) -> tuple[WorldState, list[Effect]]:
+    """Switch moves the world to the run's domain (none named: backtest, default-safe) and pins the run's
+    dataset fingerprint, in the transaction that changes the decision set."""
+    world = require_world(state)
+    after = msgspec.structs.replace(world, execution_domain=run.execution_domain or BACKTEST,
+                                    dataset_fingerprint=run.dataset_fingerprint or world.dataset_fingerprint)
+    return domain_changed(state, after, {"run_id": run.run_id}, now)
 
 
 def _edge_key(src: str, dst: str) -> str:
@@ -321,7 +359,8 @@ def _unfreeze(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySe
     run = msgspec.structs.replace(run, phase="unfreezing")
     writer = _Writer(state, run, now)
     target = set(run.target)
-    mode = {"effective_mode": COMPUTE_ONLY} if run.downgraded else {}
+    # Entries carry the mode a Gateway maps back onto the world's domain (a downgraded run is backtest).
+    mode = {"effective_mode": COMPUTE_ONLY if run.downgraded else mode_of(require_world(state).execution_domain)}
     for sid, side, entry in _ordered(run.snapshot):
         writer.write(sid, side, msgspec.structs.replace(entry, active=sid in target, freeze=False, drain=False,
                                                         **mode), "unfreeze")
@@ -342,7 +381,9 @@ def rollback(state: WorldState, run_id: str, reason: str, now: datetime) -> Outc
     clears with a new apply), under new etags: a counter is never reused, so no etag means two things."""
     run = msgspec.structs.replace(state.runs[run_id], phase="rolled_back", waiting_since=None,
                                   next_resend_at=None, held=False, error=reason)
+    state, domain_effects = _restored_domain(state, run, now)
     writer = _Writer(state, run, now)
+    writer.effects += domain_effects
     for sid, side, _ in _ordered(state.activation):
         if side not in run.snapshot.get(sid, {}):
             writer.remove(sid, side)
@@ -351,6 +392,19 @@ def rollback(state: WorldState, run_id: str, reason: str, now: datetime) -> Outc
     extra = [SaveStrategies(table="decisions", strategies=run.previous), *edge_effects,
              _stage(run, "rolled_back", error=reason, active=run.previous)]
     return writer.outcome(run, extra, decisions=list(run.previous), edges=edges)
+
+
+def _restored_domain(state: WorldState, run: ApplyRun, now: datetime) -> tuple[WorldState, list[Effect]]:
+    """The domain and fingerprint from before Switch, unless that was live and the world may no longer be
+    live: then backtest (a rollback never makes a world live on its own)."""
+    world = state.world
+    if run.domain_before is None or world is None:
+        return state, []
+    restored = msgspec.structs.replace(world, execution_domain=run.domain_before,
+                                       dataset_fingerprint=run.fingerprint_before)
+    if run.domain_before == LIVE and world_refusals(restored):
+        restored = msgspec.structs.replace(restored, execution_domain=BACKTEST)
+    return domain_changed(state, restored, {"run_id": run.run_id, "reason": "rolled_back"}, now)
 
 
 def _restore_edges(state: WorldState, run: ApplyRun, now: datetime) -> tuple[dict[str, EdgeOverride], list[Effect]]:

@@ -17,6 +17,7 @@ import msgspec
 
 from domain import decision
 from domain.decision_rules import DecisionRules, rules_for_text
+from domain.default_safe import live_refusals
 from domain.effects import AuditRecord, Effect, PolicyVersion, RecordDecision, SaveDecision
 from domain.hashing import blake3_hex, canonical_json
 from domain.policies import default_policy
@@ -67,17 +68,17 @@ def _holds_live(last: LastDecision | None, fp: str | None) -> bool:
     return last is not None and last.effective_mode == "live" and last.dataset_fingerprint == fp
 
 
-def _reference_mode(state: WorldState, allow_live: bool, meta: HistoryEntry | None) -> tuple[str, list[str], int]:
+def _reference_mode(state: WorldState, world: WorldRecord, meta: HistoryEntry | None) -> tuple[str, list[str], int]:
+    """The reference's §5.1 rules, with its allow_live/fingerprint/metrics checks asked of the one
+    default-safe rule (which also refuses a tripped breaker or a suspended world)."""
     tokens = ["bindings_present", "decisions_present"]
     fp = meta.dataset_fingerprint if meta else None
-    metrics_ok = _metrics_ok(meta)
-    if allow_live and fp and metrics_ok:
+    refusals = live_refusals(world, fp, None if _metrics_ok(meta) else "required_metrics_missing")
+    if not refusals:
         return "live", tokens + ["allow_live", "dataset_fingerprint_ok", "metrics_ok"], DEFAULT_TTL_S
-    if allow_live and _holds_live(state.decision.last, fp):
+    if _holds_live(state.decision.last, fp) and not live_refusals(world, fp):
         return "live", tokens + ["allow_live", "hysteresis_hold"], HYSTERESIS_TTL_S
-    missing = [("allow_live_disabled", allow_live), ("dataset_fingerprint_missing", fp),
-               ("required_metrics_missing", metrics_ok)]
-    return "compute-only", tokens + [token for token, present in missing if not present], DEFAULT_TTL_S
+    return "compute-only", tokens + refusals, DEFAULT_TTL_S
 
 
 # --- the envelope ----------------------------------------------------------------------------------
@@ -117,13 +118,15 @@ def _hysteresis_out(rules: DecisionRules, d: DecisionState | None) -> Hysteresis
                          evaluated_at=d.evaluated_at, verdict=d.verdict)
 
 
-def _engine_mode(state: WorldState, world: WorldRecord, rules: DecisionRules, requested: datetime | None,
-                 now: datetime) -> tuple[str, list[str], int]:
+def _engine_mode(state: WorldState, world: WorldRecord, rules: DecisionRules, fingerprint: str | None,
+                 requested: datetime | None, now: datetime) -> tuple[str, list[str], int]:
     stored = state.decision.engine
     at = requested or now
     historical = stored is not None and requested is not None and requested < parse_iso(stored.evaluated_at)
     evidence = decision.evidence_at(state.history, state.decisions, requested)
-    reading = decision.read(rules, stored, state.decisions, evidence, at, world.allow_live, historical)
+    # The engine's verdict and hysteresis are the policy's validation; the rest is the default-safe rule.
+    refusals = live_refusals(world, fingerprint)
+    reading = decision.read(rules, stored, state.decisions, evidence, at, refusals, historical)
     return reading.mode, reading.tokens, reading.ttl_s
 
 
@@ -133,8 +136,8 @@ def _mode(state: WorldState, world: WorldRecord, rules: DecisionRules | None, me
     if early is not None:
         return "validate", early, rules.ttl_s if rules else DEFAULT_TTL_S
     if rules is None:
-        return _reference_mode(state, world.allow_live, meta)
-    return _engine_mode(state, world, rules, requested, now)
+        return _reference_mode(state, world, meta)
+    return _engine_mode(state, world, rules, meta.dataset_fingerprint if meta else None, requested, now)
 
 
 def decide(state: WorldState, as_of: str | None, now: datetime) -> tuple[DecisionEnvelope, DecisionRecord, int]:

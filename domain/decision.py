@@ -11,7 +11,8 @@ Three pure steps, each tested on its own:
    inputs that are not there) and never counts toward a promotion.
 3. ``read`` answers ``/decide`` at a moment from the stored state, lowering the mode to compute-only where
    the default-safe rules say so: evidence missing or stale at that moment, the decision older than its
-   TTL, live without ``allow_live``. These only ever lower the mode and never change the stored state.
+   TTL, live refused by the default-safe rule (``domain.default_safe``). These only ever lower the mode
+   and never change the stored state.
 
 Evaluations happen when evidence arrives (``POST /history``), not when ``/decide`` is read, so polling
 cannot advance a streak.
@@ -318,9 +319,10 @@ def _remaining_ttl(rules: DecisionRules, state: DecisionState, at: datetime) -> 
 
 
 def read(rules: DecisionRules, state: DecisionState | None, strategies: list[str], evidence: Evidence,
-         at: datetime, allow_live: bool, historical: bool) -> Reading:
+         at: datetime, live_refusals: list[str], historical: bool) -> Reading:
     """The effective mode at ``at``. ``historical`` (an ``as_of`` before the last evaluation) reads the
-    mode then in effect and skips the TTL check, which only concerns the newest decision."""
+    mode then in effect and skips the TTL check, which only concerns the newest decision. ``live_refusals``
+    is ``domain.default_safe``'s answer for the world (empty: it may be live)."""
     if state is None:
         return Reading("compute-only", ["awaiting_evaluation"], rules.ttl_s)
     mode = _mode_at(state, at) if historical else state.mode
@@ -328,8 +330,8 @@ def read(rules: DecisionRules, state: DecisionState | None, strategies: list[str
         return Reading("compute-only", ["decision_unavailable"], rules.ttl_s)
     tokens = [f"decided_{mode}"] if historical else [*state.tokens, _HYSTERESIS_REASON[state.hysteresis]]
     problems = _safety(rules, state, evidence, strategies, at, check_ttl=not historical)
-    if mode == "live" and not allow_live:
-        problems.append("allow_live_disabled")
+    if mode == "live":
+        problems += live_refusals  # the default-safe rule's answer for this world, asked by the caller
     if problems:
         return Reading("compute-only", tokens + problems, rules.ttl_s)
     ttl = rules.ttl_s if historical else _remaining_ttl(rules, state, at)

@@ -9,8 +9,10 @@ import msgspec
 from msgspec import UNSET
 
 from domain.decide import reevaluate
+from domain.default_safe import must_demote
 from domain.effects import AuditRecord, Effect, RemoveWorld, SaveHistory, SaveStrategies, SaveWorld
 from domain.policies import default_policy, human_summary
+from domain.promotion import demote
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
 from domain.wvg import context_changes, default_edges, invalidate_all
@@ -57,10 +59,14 @@ def update_world(state: WorldState, cmd: UpdateWorld, now: datetime) -> Outcome:
     record = msgspec.structs.replace(world, updated_at=iso_z(now), **changes)
     changed = context_changes(world, changes)
     invalidation = invalidate_all(state, "world_context_changed", fields=changed) if changed else []
-    effects = [SaveWorld(record=record), _world_audit("world_updated", body, record), *invalidation]
+    effects: list[Effect] = [SaveWorld(record=record), _world_audit("world_updated", body, record), *invalidation]
     validations = {} if changed else state.validations
     new_state = msgspec.structs.replace(state, world=record, validations=validations)
-    return Outcome(state=new_state, effects=effects, reply=record)
+    refusals = must_demote(world, record)
+    if refusals:  # allow_live off, breaker on, suspended or re-pinned: out of live in this same commit
+        new_state, demotion = demote(new_state, record, refusals, cmd.correlation_id, now)
+        effects += demotion
+    return Outcome(state=new_state, effects=effects, reply=new_state.world)
 
 
 def _active_strategies(state: WorldState) -> list[str]:

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 import msgspec
 from msgspec import UNSET
 
-from domain.domains import EVERY_DOMAIN, normalise_domain
+from domain.default_safe import LIVE, refused, world_refusals
+from domain.domains import EVERY_DOMAIN, normalise_domain, resolve_domain
 from domain.effects import (
     AuditRecord, Effect, OutboxEvent, RemoveNode, RemoveValidations, SaveEdge, SaveNode, SaveValidation,
 )
@@ -143,14 +144,26 @@ def default_edges(state: WorldState, correlation_id: str | None,
     return edges, effects
 
 
+def edge_into_live(state: WorldState, edge: EdgeOverride) -> bool:
+    """An edge whose destination is the live domain, or a node the world keeps in its live bucket."""
+    if edge.dst.startswith("domain:"):
+        return resolve_domain(edge.dst.removeprefix("domain:")) == LIVE
+    return LIVE in state.nodes.get(edge.dst, {})
+
+
 def put_edge(state: WorldState, cmd: PutEdgeOverride, now: datetime) -> Outcome:
-    """Leaving ``reason`` out keeps the stored reason (the reference's persistent backend cleared it)."""
-    require_world(state)
+    """Leaving ``reason`` out keeps the stored reason (the reference's persistent backend cleared it). An
+    edge into live opens only on a world that is live and may stay so (seed §4: cross-domain edges stay
+    disabled until a policy enables them post-promotion)."""
+    world = require_world(state)
     key = edge_key(cmd.src_node_id, cmd.dst_node_id)
     old = state.edges.get(key)
     reason = cmd.body.reason if cmd.body.reason is not UNSET else (old.reason if old else None)
     edge = EdgeOverride(src=cmd.src_node_id, dst=cmd.dst_node_id, active=cmd.body.active, reason=reason,
                         updated_at=iso_z(now))
+    refusals = world_refusals(world) if edge.active and edge_into_live(state, edge) else []
+    if refusals:
+        return refused(state, "edge into live", refusals, msgspec.to_builtins(cmd.body))
     reply = edge_out(state.world_id, edge)
     effects: list[Effect] = [
         SaveEdge(edge=edge),

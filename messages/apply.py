@@ -114,6 +114,9 @@ class ApplyRun(msgspec.Struct, kw_only=True):
     pre_promotion_failure: str | None = None  # evidence broke the policy's limits: Switch rolls back
     freeze_timeout_ms: int | None = None  # the gating policy's bound on the time spent in freezing
     edges_before: dict[str, EdgeOverride | None] = {}
+    # The world's domain and pinned fingerprint before Switch (None: not switched yet), for the rollback.
+    domain_before: str | None = None
+    fingerprint_before: str | None = None
     sequence: int = 0
     events: list[RunEvent] = []
     started_at: str

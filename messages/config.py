@@ -94,7 +94,7 @@ class ApplyConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 def _default_topics() -> dict[str, str]:
     return {"activation": "activation", "policy": "policy", "rebalancing_planned": "rebalancing_planned",
-            "edges": "control.edges"}
+            "edges": "control.edges", "domains": "control.domains"}
 
 
 class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):

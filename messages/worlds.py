@@ -81,6 +81,8 @@ class WorldRecord(msgspec.Struct, kw_only=True):
     resource_policy: str | None = None
     code_version: str | None = None
     metadata: dict[str, Any] = {}
+    # Server-owned: changed only by an apply's Switch (and a demotion out of live), never by PUT.
+    execution_domain: str = "backtest"
 
 
 class WorldDescription(WorldRecord, kw_only=True):

@@ -78,9 +78,12 @@ def apply_api(tmp_path, clock) -> Iterator[Any]:  # type: ignore[no-untyped-def]
             stop_harness(h)
 
 
-def _world(h: Harness, world_id: str = "w1", entries: dict[str, float] | None = None, policy: bool = True) -> None:
+def _world(h: Harness, world_id: str = "w1", entries: dict[str, float] | None = None, policy: bool = True,
+           allow_live: bool = True) -> None:
+    """A world that may go live (the apply protocol is under test here; the default-safe refusals are
+    covered in test_default_safe.py)."""
     c = h.client
-    assert c.post("/worlds", json={"id": world_id}).status_code == 201
+    assert c.post("/worlds", json={"id": world_id, "allow_live": allow_live}).status_code == 201
     if policy:
         c.post(f"/worlds/{world_id}/policies", json={"preset": "moderate"})
     for sid, weight in (entries or {"s1": 0.5}).items():
@@ -272,7 +275,7 @@ def test_a_held_run_rolls_back_at_its_deadline(apply_api, clock) -> None:
 
 def test_gating_policy_is_validated_and_switch_pins_fingerprint_and_edges(apply_api) -> None:
     h = apply_api()
-    _world(h)
+    _world(h, allow_live=False)
     gating = {"dataset_fingerprint": "fp-1", "share_policy": "feature-artifacts-only",
               "snapshot": {"strategy_plane": "cow", "feature_plane": "readonly"},
               "edges": {"pre_promotion": {"disable_edges_to": "live"},
@@ -284,11 +287,17 @@ def test_gating_policy_is_validated_and_switch_pins_fingerprint_and_edges(apply_
     unknown = {**gating, "edges": {"pre_promotion": {"disable_edges_to": "mars"}, "post_promotion": {}}}
     assert h.client.post("/worlds/w1/apply", json={"run_id": "r0", "gating_policy": unknown,
                                                    "plan": {"activate": ["s2"]}}).status_code == 422
+    refused = h.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s2"]},
+                                                       "gating_policy": {"gating_policy": gating}})
+    assert refused.status_code == 409 and "allow_live_disabled" in refused.json()["detail"]
+    assert h.client.put("/worlds/w1", json={"allow_live": True}).status_code == 200
     ok = h.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s2"]},
                                                   "gating_policy": {"gating_policy": gating}})
     assert ok.status_code == 200
     run = h.client.get("/worlds/w1/apply/r1").json()
     assert run["dataset_fingerprint"] == "fp-1" and run["execution_domain"] == "live"
+    world = h.client.get("/worlds/w1").json()
+    assert world["execution_domain"] == "live" and world["dataset_fingerprint"] == "fp-1"
 
 
 def test_evaluate_selects_by_policy_and_accepts_correlations_over_http(apply_api) -> None:

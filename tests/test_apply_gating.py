@@ -81,7 +81,7 @@ def test_a_complete_policy_promotes_without_a_downgrade_note(apply_api) -> None:
     assert r.status_code == 200 and "downgraded" not in r.json()
     run = h.client.get("/worlds/w1/apply/r1").json()
     assert (run["execution_domain"], run["downgraded"]) == ("live", None)
-    assert _activation(h, "s2")["effective_mode"] is None
+    assert _activation(h, "s2")["effective_mode"] == "live"  # what a Gateway maps back onto the live domain
 
 
 def test_a_pre_promotion_risk_failure_rolls_back_and_leaves_the_world_frozen(apply_api) -> None:
@@ -124,7 +124,7 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
 
 def _run_to_the_end(policy: dict[str, Any], metrics: dict[str, Any] | None = None) -> WorldState:
-    record = msgspec.convert({"id": "w", "created_at": "t", "updated_at": "t"}, WorldRecord)
+    record = msgspec.convert({"id": "w", "created_at": "t", "updated_at": "t", "allow_live": True}, WorldRecord)
     state = WorldState(world_id="w", world=record, activation_counter=1,
                        activation={"s1": {"long": ActivationEntry(active=True, ts="t", etag="act:w:s1:long:1")}})
     body = msgspec.convert({"run_id": "r1", "plan": {"activate": ["s2"]}, "gating_policy": policy,

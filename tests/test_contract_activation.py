@@ -55,10 +55,20 @@ def test_omitted_fields_keep_stored_values(contract_api) -> None:
     assert _put(contract_api, strategy_id="s2").json()["weight"] == 1.0
 
 
-def test_live_needs_allow_live(contract_api) -> None:
+def test_live_needs_allow_live_and_a_validated_switch(contract_api) -> None:
     _world(contract_api)
-    assert _put(contract_api, strategy_id="s1", effective_mode="live").status_code == 409
+    refused = _put(contract_api, strategy_id="s1", effective_mode="live")
+    assert refused.status_code == 409 and "allow_live_disabled" in refused.json()["detail"]
     contract_api.client.put("/worlds/demo", json={"allow_live": True})
+    # allow_live alone is not enough: only a validated Switch makes a world live (seed §0 Default-safe).
+    refused = _put(contract_api, strategy_id="s1", effective_mode="live")
+    assert refused.status_code == 409 and "execution_domain_not_live" in refused.json()["detail"]
+    gating = {"dataset_fingerprint": "fp-1", "share_policy": "feature-artifacts-only",
+              "snapshot": {"strategy_plane": "cow", "feature_plane": "readonly"}, "domains": {"to": "live"},
+              "edges": {"pre_promotion": {"disable_edges_to": "live"}, "post_promotion": {}}}
+    applied = contract_api.client.post("/worlds/demo/apply", json={"run_id": "r1", "gating_policy": gating,
+                                                                    "plan": {"activate": ["s1"]}})
+    assert applied.status_code == 200, applied.text
     assert _put(contract_api, strategy_id="s1", effective_mode="live").status_code == 200
 
 

@@ -195,7 +195,8 @@ def test_never_live_without_allow_live(h: dict, sequence: list[Step], allow_live
     rules = _rules(h)
     for at, _verdict, state in _run(rules, sequence):
         evidence = {"s1": entry(end=at, sharpe=2.0)}
-        reading = read(rules, state, ["s1"], evidence, at, allow_live, historical=False)
+        refusals = [] if allow_live else ["allow_live_disabled"]
+        reading = read(rules, state, ["s1"], evidence, at, refusals, historical=False)
         if not allow_live:
             assert reading.mode != "live"
             if state.mode == "live":
@@ -254,7 +255,7 @@ def test_missing_data_never_promotes_and_reads_compute_only(h: dict, sequence: l
         if verdict.outcome == "missing":
             assert state.mode == rules.demote_to and state.pass_streak == 0
             evidence = {"s1": entry(end=at)}
-            assert read(rules, state, ["s1"], evidence, at, True, historical=False).mode == "compute-only"
+            assert read(rules, state, ["s1"], evidence, at, [], historical=False).mode == "compute-only"
 
 
 def test_safe_reads_lower_the_mode_and_never_change_the_state() -> None:
@@ -262,13 +263,13 @@ def test_safe_reads_lower_the_mode_and_never_change_the_state() -> None:
     state = advance(None, rules, evaluate(rules, ["s1"], {"s1": entry(sharpe=2.0)}, T0), 1, T0)
     fresh = {"s1": entry(sharpe=2.0)}
     assert state.mode == "live"
-    assert read(rules, state, ["s1"], fresh, T0 + timedelta(minutes=4), True, False).ttl_s == 360
-    stale_decision = read(rules, state, ["s1"], fresh, T0 + timedelta(minutes=11), True, False)
+    assert read(rules, state, ["s1"], fresh, T0 + timedelta(minutes=4), [], False).ttl_s == 360
+    stale_decision = read(rules, state, ["s1"], fresh, T0 + timedelta(minutes=11), [], False)
     assert (stale_decision.mode, stale_decision.tokens[-1]) == ("compute-only", "decision_stale")
-    stale_data = read(rules, state, ["s1"], fresh, T0 + timedelta(minutes=40), True, False)
+    stale_data = read(rules, state, ["s1"], fresh, T0 + timedelta(minutes=40), [], False)
     assert "data_stale" in stale_data.tokens and stale_data.mode == "compute-only"
-    assert read(rules, state, ["s1", "s2"], fresh, T0, True, False).tokens[-1] == "evidence_missing"
-    assert read(rules, None, ["s1"], fresh, T0, True, False).tokens == ["awaiting_evaluation"]
+    assert read(rules, state, ["s1", "s2"], fresh, T0, [], False).tokens[-1] == "evidence_missing"
+    assert read(rules, None, ["s1"], fresh, T0, [], False).tokens == ["awaiting_evaluation"]
     assert state.mode == "live"  # reads never moved it
 
 
@@ -288,7 +289,7 @@ def test_historical_reads_use_the_mode_then_in_effect() -> None:
     state = advance(None, rules, Verdict("pass", ("gates_pass",)), 1, T0)
     later = advance(state, rules, Verdict("fail", ("gates_failed",)), 1, T0 + timedelta(hours=2))
     evidence = {"s1": entry(sharpe=2.0)}
-    at_one_hour = read(rules, later, ["s1"], evidence, T0 + timedelta(hours=1), True, historical=True)
+    at_one_hour = read(rules, later, ["s1"], evidence, T0 + timedelta(hours=1), [], historical=True)
     assert (at_one_hour.mode, at_one_hour.tokens) == ("live", ["decided_live"])
-    before_any = read(rules, later, ["s1"], evidence, T0 - timedelta(hours=1), True, historical=True)
+    before_any = read(rules, later, ["s1"], evidence, T0 - timedelta(hours=1), [], historical=True)
     assert (before_any.mode, before_any.tokens) == ("compute-only", ["decision_unavailable"])

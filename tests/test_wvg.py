@@ -37,8 +37,8 @@ def wvg(harness_factory, tmp_path: Path, sql_dsn: str) -> Harness:
     return harness_factory(make_config(tmp_path, sql_dsn))
 
 
-def _world(h: Harness, world_id: str = "w1") -> None:
-    assert h.client.post("/worlds", json={"id": world_id}).status_code == 201
+def _world(h: Harness, world_id: str = "w1", allow_live: bool = False) -> None:
+    assert h.client.post("/worlds", json={"id": world_id, "allow_live": allow_live}).status_code == 201
 
 
 def _audit(h: Harness, world_id: str = "w1") -> list[dict[str, Any]]:
@@ -139,8 +139,12 @@ def test_world_creation_stores_and_announces_the_default_edge(wvg: Harness) -> N
 def test_edge_override_changes_keep_reasons_and_each_is_announced_once(wvg: Harness, harness_factory) -> None:
     _world(wvg)
     c = wvg.client
-    steps = [({"active": True, "reason": "manual unblock"}, "manual unblock"),
-             ({"active": False}, "manual unblock"),  # no reason: the stored one is kept
+    # Opening the edge into live by hand is refused on a world that is not live: audited, not announced.
+    refused = c.put("/worlds/w1/edges/domain:backtest/domain:live", json={"active": True, "reason": "unblock"})
+    assert refused.status_code == 409 and "execution_domain_not_live" in refused.json()["detail"]
+    assert _audit(wvg)[-1]["event"] == "live_refused" and len(_events(wvg)) == 1
+    steps = [({"active": False, "reason": "manual block"}, "manual block"),
+             ({"active": False}, "manual block"),  # no reason: the stored one is kept
              ({"active": False, "reason": None}, None)]  # an explicit null clears it
     for n, (body, reason) in enumerate(steps, start=1):
         audit_before, events_before = len(_audit(wvg)), len(_events(wvg))
@@ -176,7 +180,7 @@ def test_edge_ids_are_node_ids(wvg: Harness) -> None:
 
 
 def test_apply_edge_toggles_are_announced(api: Harness) -> None:
-    _world(api)
+    _world(api, allow_live=True)
     api.client.put("/worlds/w1/activation", json={"strategy_id": "s1", "side": "long", "active": True})
     before = len(_events(api))
     ok = api.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s1"]},
@@ -192,7 +196,7 @@ def test_apply_edge_toggles_are_announced(api: Harness) -> None:
 
 
 def test_a_rolled_back_apply_announces_the_restored_edges(api: Harness) -> None:
-    _world(api)
+    _world(api, allow_live=True)
     api.client.put("/worlds/w1/activation", json={"strategy_id": "s1", "side": "long", "active": True})
     before = len(_events(api)), len(_events(api, "edge_override_deleted"))
     faults.fail_at("apply.unfreezing")  # after Switch toggled the edges
