@@ -17,7 +17,7 @@ import structlog
 from actors.bridge import Reply, Request, error_reply
 from actors.faults import InjectedFault, crash_point, fault_point
 from actors.sql_writer import WriteRequest
-from domain import apply
+from domain import apply, apply_answers
 from domain.apply import ApplySettings
 from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
@@ -294,7 +294,7 @@ class WorldActor(pykka.ThreadingActor):
     def _settle(self, run_id: str, first_answer: bool) -> Reply | None:
         """Answer a run's parked callers once it completed, rolled back or is held awaiting ACKs."""
         try:
-            settled = apply.settled_reply(self._state.runs[run_id], first_answer)
+            settled = apply_answers.settled_reply(self._state.runs[run_id], first_answer)
         except CommandRejected as exc:
             settled = (exc.status, ErrorBody(detail=exc.detail))
         if settled is None:

@@ -18,31 +18,44 @@ from typing import Any
 
 import msgspec
 
+from domain import apply_switch
 from domain.activation import activation_etag, activation_event, state_hash
 from domain.default_safe import (
-    BACKTEST, LIVE, NOT_PROMOTED, capped_mode, live_refusals, may_be_live, mode_of, refusal_detail, refused,
-    world_refusals,
+    LIVE,
+    NOT_PROMOTED,
+    capped_mode,
+    live_refusals,
+    may_be_live,
+    mode_of,
+    refusal_detail,
+    refused,
 )
 from domain.effects import (
-    AuditRecord, Effect, OutboxEvent, RemoveActivation, RemoveEdge, SaveAck, SaveActivation, SaveApplyRun,
-    SaveEdge, SaveStrategies,
+    AuditRecord,
+    Effect,
+    OutboxEvent,
+    RemoveActivation,
+    SaveAck,
+    SaveActivation,
+    SaveApplyRun,
+    SaveStrategies,
 )
-from domain.events import cloudevent
 from domain.gating import COMPUTE_ONLY, GatingPlan, parse_gating, pre_promotion_failure
 from domain.hashing import blake3_hex, canonical_json
-from domain.policies import POLICY_TOPIC, default_policy, normalise
-from domain.promotion import domain_changed
+from domain.policies import default_policy, normalise
 from domain.selection import parse_correlations, select
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
-from domain.wvg import edge_event
 from messages.activation import ActivationEntry
 from messages.apply import (
-    ApplyAck, ApplyRequest, ApplyRun, ApplyRunOut, EdgeOverride, EvaluateRequest, EvaluateResponse, RunEvent,
-    RunEventOut,
+    ApplyRequest,
+    ApplyRun,
+    EvaluateRequest,
+    EvaluateResponse,
+    RunEvent,
 )
 from messages.commands import AckActivation, Evaluate, StartApply
-from messages.errors import CommandRejected, conflict, not_found, unprocessable
+from messages.errors import conflict, unprocessable
 from messages.policies import PolicyRequest
 
 Entries = dict[str, dict[str, ActivationEntry]]
@@ -179,7 +192,7 @@ def _stage(run: ApplyRun, stage: str, **extra: Any) -> AuditRecord:
     return AuditRecord(event="apply_stage", request=None, result={"stage": stage, "run_id": run.run_id, **extra})
 
 
-def _downgrade_note(run: ApplyRun) -> dict[str, str]:
+def downgrade_note(run: ApplyRun) -> dict[str, str]:
     """Said wherever the run is reported (audit, reply, run record), and only when it happened."""
     return {"downgraded": run.downgraded} if run.downgraded else {}
 
@@ -208,7 +221,7 @@ def begin(state: WorldState, cmd: StartApply, now: datetime, settings: ApplySett
     run = _new_run(state, body, digest, target, policy_version, gating, now, settings)
     writer = _Writer(state, run, now)
     requested = _stage(run, "requested", plan=msgspec.to_builtins(body.plan), active=target,
-                       gating_policy=gating.document if gating else None, **_downgrade_note(run))
+                       gating_policy=gating.document if gating else None, **downgrade_note(run))
     writer.freeze_all(state.activation)
     run = _waiting(run, writer, "freeze", now, settings)
     return writer.outcome(run, [_stage(run, "freeze")], reply=RunStarted(run.run_id), first=[requested])
@@ -289,68 +302,16 @@ def _switch(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySett
     world = require_world(state)
     run = msgspec.structs.replace(run, phase="switching", waiting_since=None, held=False,
                                   domain_before=world.execution_domain, fingerprint_before=world.dataset_fingerprint)
-    state, domain_effects = _switched_domain(state, run, now)
+    state, domain_effects = apply_switch.switched_domain(state, run, now)
     writer = _Writer(state, run, now)
-    edges, edge_effects, before = _toggle_edges(state, run, now)
+    edges, edge_effects, before = apply_switch.toggle_edges(state, run, now)
     run = msgspec.structs.replace(run, edges_before=before)
     extra: list[Effect] = [SaveStrategies(table="decisions", strategies=run.target), *domain_effects,
                            *edge_effects]
-    extra += _policy_notice(state, run, now)
+    extra += apply_switch.policy_notice(state, run, now)
     extra.append(_stage(run, "switch", active=run.target, execution_domain=run.execution_domain,
-                        dataset_fingerprint=run.dataset_fingerprint, **_downgrade_note(run)))
+                        dataset_fingerprint=run.dataset_fingerprint, **downgrade_note(run)))
     return writer.outcome(run, extra, decisions=list(run.target), edges=edges)
-
-
-def _switched_domain(state: WorldState, run: ApplyRun, now: datetime) -> tuple[WorldState, list[Effect]]:
-    """Switch moves the world to the run's domain (none named: backtest, default-safe) and pins the run's
-    dataset fingerprint, in the transaction that changes the decision set."""
-    world = require_world(state)
-    after = msgspec.structs.replace(world, execution_domain=run.execution_domain or BACKTEST,
-                                    dataset_fingerprint=run.dataset_fingerprint or world.dataset_fingerprint)
-    return domain_changed(state, after, {"run_id": run.run_id}, now)
-
-
-def _edge_key(src: str, dst: str) -> str:
-    return f"{src}->{dst}"
-
-
-EdgeChange = tuple[dict[str, EdgeOverride], list[Effect], dict[str, EdgeOverride | None]]
-
-
-def _toggle_edges(state: WorldState, run: ApplyRun, now: datetime) -> EdgeChange:
-    """Edges ``domain:backtest -> domain:<d>`` as the gating policy says, remembering what each was."""
-    gating = parse_gating(run.gating) if run.gating else None
-    if gating is None:
-        return state.edges, [], {}
-    edges, effects, before = dict(state.edges), [], {}
-    wanted = [(d, False, "pre_promotion_disable") for d in gating.disable_to]
-    wanted += [(d, True, "post_promotion_enable") for d in gating.enable_to]
-    for domain, active, why in wanted:
-        edge = EdgeOverride(src="domain:backtest", dst=f"domain:{domain}", active=active,
-                            reason=f"{why}:{run.run_id}", updated_at=iso_z(now))
-        key = _edge_key(edge.src, edge.dst)
-        before.setdefault(key, state.edges.get(key))
-        edges[key] = edge
-        effects.append(SaveEdge(edge=edge))
-    # One announcement per edge, of its final state (a domain both disabled and enabled is enabled).
-    effects += [edge_event(state, edges[key], _run_correlation(state, run), now) for key in before]
-    return edges, effects, before
-
-
-def _run_correlation(state: WorldState, run: ApplyRun) -> str:
-    return f"activation:{state.world_id}:{run.run_id}"
-
-
-def _policy_notice(state: WorldState, run: ApplyRun, now: datetime) -> list[Effect]:
-    """``policy_updated`` at Switch, with the policy's real checksum (the reference hashed the active set)."""
-    policy = state.policies.get(run.policy_version) if run.policy_version is not None else None
-    if policy is None:
-        return []
-    data = {"world_id": state.world_id, "policy_version": policy.version, "checksum": policy.checksum,
-            "status": policy.status, "ts": iso_z(now), "version": 1}
-    key = f"policy_updated:{state.world_id}:{policy.version}:{policy.checksum}:apply:{run.run_id}"
-    return [cloudevent(POLICY_TOPIC, "policy_updated", state.world_id, data, key,
-                       f"policy:{state.world_id}:{policy.version}", now)]
 
 
 def _unfreeze(state: WorldState, run: ApplyRun, now: datetime, settings: ApplySettings) -> Outcome:
@@ -381,45 +342,17 @@ def rollback(state: WorldState, run_id: str, reason: str, now: datetime) -> Outc
     clears with a new apply), under new etags: a counter is never reused, so no etag means two things."""
     run = msgspec.structs.replace(state.runs[run_id], phase="rolled_back", waiting_since=None,
                                   next_resend_at=None, held=False, error=reason)
-    state, domain_effects = _restored_domain(state, run, now)
+    state, domain_effects = apply_switch.restored_domain(state, run, now)
     writer = _Writer(state, run, now)
     writer.effects += domain_effects
     for sid, side, _ in _ordered(state.activation):
         if side not in run.snapshot.get(sid, {}):
             writer.remove(sid, side)
     writer.freeze_all(run.snapshot)
-    edges, edge_effects = _restore_edges(state, run, now)
+    edges, edge_effects = apply_switch.restore_edges(state, run, now)
     extra = [SaveStrategies(table="decisions", strategies=run.previous), *edge_effects,
              _stage(run, "rolled_back", error=reason, active=run.previous)]
     return writer.outcome(run, extra, decisions=list(run.previous), edges=edges)
-
-
-def _restored_domain(state: WorldState, run: ApplyRun, now: datetime) -> tuple[WorldState, list[Effect]]:
-    """The domain and fingerprint from before Switch, unless that was live and the world may no longer be
-    live: then backtest (a rollback never makes a world live on its own)."""
-    world = state.world
-    if run.domain_before is None or world is None:
-        return state, []
-    restored = msgspec.structs.replace(world, execution_domain=run.domain_before,
-                                       dataset_fingerprint=run.fingerprint_before)
-    if run.domain_before == LIVE and world_refusals(restored):
-        restored = msgspec.structs.replace(restored, execution_domain=BACKTEST)
-    return domain_changed(state, restored, {"run_id": run.run_id, "reason": "rolled_back"}, now)
-
-
-def _restore_edges(state: WorldState, run: ApplyRun, now: datetime) -> tuple[dict[str, EdgeOverride], list[Effect]]:
-    """Every restored edge is announced like any other change; one the run created is announced deleted."""
-    edges, effects, correlation = dict(state.edges), [], _run_correlation(state, run)
-    for key, previous in run.edges_before.items():
-        if previous is None:
-            current = edges.pop(key, None)
-            if current is not None:
-                effects += [RemoveEdge(src=current.src, dst=current.dst),
-                            edge_event(state, current, correlation, now, "edge_override_deleted")]
-        else:
-            edges[key] = previous
-            effects += [SaveEdge(edge=previous), edge_event(state, previous, correlation, now)]
-    return edges, effects
 
 
 # --- ACKs and timers ----------------------------------------------------------------------------------
@@ -511,41 +444,3 @@ def resend_all(state: WorldState, now: datetime) -> Outcome | None:
     copies = _copies(state, _unacked(run, phase))
     run = msgspec.structs.replace(run, resends=run.resends + 1, updated_at=_stamp(now))
     return _with_run(state, run, [*copies, SaveApplyRun(run=run)])
-
-
-# --- answers -------------------------------------------------------------------------------------------
-
-
-def settled_reply(run: ApplyRun, first_answer: bool) -> tuple[int, Any] | None:
-    """What a caller waiting on ``run`` is told, or ``None`` while the run is still moving.
-
-    The request that saw its run roll back gets 500 ``apply failed`` (reference); a later repeat of that
-    run id gets the stored ``ok: false`` outcome and is never retried.
-    """
-    if run.phase == "completed":
-        return 200, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="completed",
-                             **_downgrade_note(run))
-    if run.phase == "rolled_back":
-        if first_answer:
-            raise CommandRejected(500, f"apply failed: {run.error}; the world stays frozen until a new apply")
-        return 200, ApplyAck(ok=False, run_id=run.run_id, active=run.previous, phase="rolled_back")
-    if run.held:
-        return 202, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="awaiting_ack",
-                             **_downgrade_note(run))
-    return None
-
-
-def run_out(state: WorldState, run_id: str) -> ApplyRunOut:
-    require_world(state)
-    run = state.runs.get(run_id)
-    if run is None:
-        raise not_found("apply run")
-    events = [RunEventOut(sequence=e.sequence, phase=e.phase, strategy_id=e.strategy_id, side=e.side,
-                          etag=e.etag, acked=e.acked, acked_at=e.acked_at) for e in run.events]
-    return ApplyRunOut(
-        world_id=run.world_id, run_id=run.run_id, phase="awaiting_ack" if run.held else run.phase,
-        state=run.phase, active=run.target, previous=run.previous, plan_hash=run.plan_hash,
-        sequence=run.sequence, awaiting=awaiting(run), events=events, execution_domain=run.execution_domain,
-        dataset_fingerprint=run.dataset_fingerprint, started_at=run.started_at, updated_at=run.updated_at,
-        deadline=run.deadline, resends=run.resends, error=run.error, downgraded=run.downgraded,
-    )

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, apply, policies, worlds, wvg
+from domain import activation, apply, apply_answers, policies, worlds, wvg
 from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
@@ -85,7 +85,7 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetStateHash: lambda s, q, now: _state_hash(s),
     c.GetHistory: lambda s, q, now: worlds.history_out(s),
     c.Evaluate: apply.evaluate,
-    c.GetApplyRun: lambda s, q, now: apply.run_out(s, q.run_id),
+    c.GetApplyRun: lambda s, q, now: apply_answers.run_out(s, q.run_id),
     c.ListNodes: wvg.list_nodes,
     c.GetNode: wvg.get_node,
     c.ListEdgeOverrides: wvg.list_edges,
