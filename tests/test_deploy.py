@@ -162,3 +162,34 @@ def test_containerfile_runs_the_cli_as_a_non_root_user() -> None:
     assert 'ENTRYPOINT ["worldservice"]' in instructions
     assert 'CMD ["serve", "--config", "/etc/worldservice/worldservice.yml"]' in instructions
     assert "EXPOSE 8080" in instructions and "STOPSIGNAL SIGTERM" in instructions
+
+
+def _acl_commands(*worlds: str) -> list[list[str]]:
+    script = DEPLOY / "kafka" / "acls.sh"
+    out = subprocess.run(["bash", str(script), *worlds], capture_output=True, text=True, timeout=30, check=True,
+                         env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin"})
+    return [line.split() for line in out.stdout.splitlines()]
+
+
+def _arg(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_kafka_acls_confine_each_domain_runtime_to_its_own_queue_namespace() -> None:
+    """Seed §4: ``{world_id}.{execution_domain}.<topic>`` namespaces with ACLs, so no cross-domain access;
+    the namespace is the one ``execution_domain_updated`` announces."""
+    from domain.promotion import queue_namespace
+
+    prefixed = [c for c in _acl_commands("w1", "w2") if "prefixed" in c]
+    grants = {(_arg(c, "--allow-principal"), _arg(c, "--topic")) for c in prefixed}
+    expected = {(f"User:runtime-{d}", f"{queue_namespace(w, d)}.") for w in ("w1", "w2")
+                for d in ("backtest", "dryrun", "live", "shadow")}
+    assert grants == expected
+
+
+def test_kafka_acls_cover_every_configured_event_topic() -> None:
+    from messages.config import ControlBusConfig
+
+    written = {_arg(c, "--topic") for c in _acl_commands("w1")
+               if _arg(c, "--allow-principal") == "User:worldservice" and _arg(c, "--operation") == "Write"}
+    assert set(ControlBusConfig().topics.values()) <= written
