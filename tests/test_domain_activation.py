@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import msgspec
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +13,6 @@ from domain.effects import AuditRecord
 from domain.handle import handle
 from domain.state import WorldState
 from messages.commands import command_decoder
-from messages.errors import CommandRejected
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -65,12 +63,14 @@ def test_etag_counter_never_goes_back() -> None:
 
 
 def test_refused_command_leaves_state_untouched() -> None:
+    """A refused live override is a 409 whose only effect is its audit entry (which rule, rejected)."""
     state, _ = _world()
-    with pytest.raises(CommandRejected) as refused:
-        handle(state, _cmd("put_activation", body={"strategy_id": "s", "side": "long", "active": True,
-                                                   "effective_mode": "live"}), NOW)
-    assert refused.value.status == 409
-    assert state.activation == {} and state.activation_counter == 0
+    refused = handle(state, _cmd("put_activation", body={"strategy_id": "s", "side": "long", "active": True,
+                                                         "effective_mode": "live"}), NOW)
+    assert refused.status == 409 and "allow_live_disabled" in refused.reply.detail
+    assert [type(e).__name__ for e in refused.effects] == ["AuditRecord"]
+    assert refused.effects[0].result["outcome"] == "rejected"
+    assert refused.state.activation == {} and refused.state.activation_counter == 0
 
 
 def test_state_hash_matches_the_reference_document_format() -> None:
