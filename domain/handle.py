@@ -79,7 +79,7 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.ListPolicies: lambda s, q, now: (require_world(s), [PolicyVersionRef(v) for v in sorted(s.policies)])[1],
     c.GetPolicy: lambda s, q, now: policies.get_policy(s, q.version),
     c.GetPolicyInfo: lambda s, q, now: policies.policy_info(s, q.version),
-    c.GetBindings: lambda s, q, now: (require_world(s), StrategiesOut(strategies=list(s.bindings)))[1],
+    c.GetBindings: lambda s, q, now: worlds.bindings_out(s, q.strategy_id),
     c.GetDecisions: lambda s, q, now: (require_world(s), StrategiesOut(strategies=list(s.decisions)))[1],
     c.GetActivation: lambda s, q, now: activation.get_activation(s, q.strategy_id, q.side),
     c.GetStateHash: lambda s, q, now: _state_hash(s),

@@ -96,6 +96,13 @@ def add_bindings(state: WorldState, cmd: AddBindings, now: datetime) -> Outcome:
     return Outcome(state=new_state, effects=effects, reply=StrategiesOut(strategies=merged))
 
 
+def bindings_out(state: WorldState, strategy_id: str | None) -> StrategiesOut:
+    """The bound set, or just ``strategy_id`` when it is bound (a Gateway asking "is this one bound?")."""
+    require_world(state)
+    bound = [s for s in state.bindings if strategy_id is None or s == strategy_id]
+    return StrategiesOut(strategies=bound)
+
+
 def set_decisions(state: WorldState, cmd: SetDecisions, now: datetime) -> Outcome:
     require_world(state)
     strategies = _dedupe(cmd.body.strategies)

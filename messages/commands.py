@@ -176,7 +176,7 @@ class GetPolicyInfo(Command, tag="get_policy_info"):
 
 
 class GetBindings(Command, tag="get_bindings"):
-    pass
+    strategy_id: Identifier | None = None  # only this strategy (an empty list when it is not bound)
 
 
 class GetDecisions(Command, tag="get_decisions"):

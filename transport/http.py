@@ -250,8 +250,9 @@ class StrategiesController(Controller):
         return _respond(request, await _run(request, c.AddBindings, world_id, body=data))
 
     @get("/bindings")
-    async def get_bindings(self, request: Request, world_id: FromPath[str]) -> Response[StrategiesOut]:
-        return _respond(request, await _run(request, c.GetBindings, world_id))
+    async def get_bindings(self, request: Request, world_id: FromPath[str],
+                           strategy_id: FromQuery[str | None] = None) -> Response[StrategiesOut]:
+        return _respond(request, await _run(request, c.GetBindings, world_id, strategy_id=strategy_id))
 
     @post("/decisions", status_code=200, opt=OWNER)
     async def set_decisions(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
