@@ -13,7 +13,7 @@ from domain.effects import AuditRecord, Effect, RemoveWorld, SaveHistory, SaveSt
 from domain.policies import default_policy, human_summary
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
-from domain.wvg import context_changes, default_edges, invalidate_all
+from domain.wvg import context_changes, default_edges, ensure_roots, invalidate_all
 from messages.bindings import StrategiesOut
 from messages.commands import AddBindings, CreateWorld, DeleteWorld, PutHistory, SetDecisions, UpdateWorld
 from messages.decisions import HistoryEntry, HistoryOut
@@ -88,11 +88,16 @@ def _dedupe(items: list[str]) -> list[str]:
 
 
 def add_bindings(state: WorldState, cmd: AddBindings, now: datetime) -> Outcome:
+    """A WSB upsert: the union of bindings, and every bound strategy's root node in the World View Graph
+    (created in the same transaction when it has none; spec §2, §9)."""
     require_world(state)
-    merged = sorted(set(state.bindings) | set(_dedupe(cmd.body.strategies)))
-    effects = [SaveStrategies(table="bindings", strategies=merged),
-               AuditRecord(event="bindings_added", request=None, result={"strategies": _dedupe(cmd.body.strategies)})]
-    new_state = msgspec.structs.replace(state, bindings=merged)
+    added = _dedupe(cmd.body.strategies)
+    merged = sorted(set(state.bindings) | set(added))
+    nodes, root_effects = ensure_roots(state, added)
+    effects: list[Effect] = [SaveStrategies(table="bindings", strategies=merged),
+                             AuditRecord(event="bindings_added", request=None, result={"strategies": added}),
+                             *root_effects]
+    new_state = msgspec.structs.replace(state, bindings=merged, nodes=nodes)
     return Outcome(state=new_state, effects=effects, reply=StrategiesOut(strategies=merged))
 
 
