@@ -82,6 +82,7 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetBindings: lambda s, q, now: worlds.bindings_out(s, q.strategy_id),
     c.GetDecisions: lambda s, q, now: (require_world(s), StrategiesOut(strategies=list(s.decisions)))[1],
     c.GetActivation: lambda s, q, now: activation.get_activation(s, q.strategy_id, q.side),
+    c.GetActivationSet: lambda s, q, now: activation.activation_set(s),
     c.GetStateHash: lambda s, q, now: _state_hash(s),
     c.GetHistory: lambda s, q, now: worlds.history_out(s),
     c.Evaluate: apply.evaluate,

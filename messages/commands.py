@@ -192,6 +192,10 @@ class GetActivation(Command, tag="get_activation"):
     side: Side
 
 
+class GetActivationSet(Command, tag="get_activation_set"):
+    """The whole activation set with its state hash (a Gateway's reconcile after a gap)."""
+
+
 class GetStateHash(Command, tag="get_state_hash"):
     pass
 
@@ -234,7 +238,7 @@ class ListEdgeOverrides(Command, tag="list_edge_overrides"):
 
 Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
-    GetActivation, GetStateHash, GetHistory, GetAudit, Evaluate, GetApplyRun,
+    GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, Evaluate, GetApplyRun,
     ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory,
 ]
 
