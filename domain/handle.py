@@ -13,6 +13,7 @@ from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
 from domain.state import Outcome, WorldState, require_world
+from domain.timefmt import refuse_future
 from messages import commands as c
 from messages.activation import StateHashOut
 from messages.bindings import StrategiesOut
@@ -66,6 +67,8 @@ def _state_hash(state: WorldState) -> StateHashOut:
 def _decide(state: WorldState, q: c.Decide, now: datetime) -> Outcome:
     """A read that writes only when the reference path's remembered answer changes (rarely): that memory
     decides its hysteresis, so it must survive a restart like any other decision state."""
+    require_world(state)
+    refuse_future("as_of", q.as_of, now)
     envelope, record, ttl = decide(state, q.as_of, now)
     if record == state.decision:
         return Outcome(state=state, effects=[], reply=(envelope, ttl))

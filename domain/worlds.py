@@ -12,7 +12,7 @@ from domain.decide import reevaluate
 from domain.effects import AuditRecord, Effect, RemoveWorld, SaveHistory, SaveStrategies, SaveWorld
 from domain.policies import default_policy, human_summary
 from domain.state import Outcome, WorldState, require_world
-from domain.timefmt import iso_z, parse_iso
+from domain.timefmt import iso_z, parse_iso, refuse_future
 from domain.wvg import context_changes, default_edges, ensure_roots, invalidate_all
 from messages.bindings import StrategiesOut
 from messages.commands import AddBindings, CreateWorld, DeleteWorld, PutHistory, SetDecisions, UpdateWorld
@@ -117,20 +117,21 @@ def set_decisions(state: WorldState, cmd: SetDecisions, now: datetime) -> Outcom
     return Outcome(state=new_state, effects=effects, reply=StrategiesOut(strategies=strategies))
 
 
-def _check_timestamp(name: str, value: str | None) -> None:
+def _check_timestamp(name: str, value: str | None, now: datetime) -> None:
     if value is None:
         return
     try:
         parse_iso(value)
     except ValueError:
         raise unprocessable(f"invalid {name}; expected ISO-8601 timestamp") from None
+    refuse_future(name, value, now)  # evidence from the future would decide ahead of its time
 
 
 def put_history(state: WorldState, cmd: PutHistory, now: datetime) -> Outcome:
     require_world(state)
     body = cmd.body
     for name in ("as_of", "data_end"):
-        _check_timestamp(name, getattr(body, name))
+        _check_timestamp(name, getattr(body, name), now)
     fields = msgspec.structs.asdict(body)
     entry = HistoryEntry(updated_at=iso_z(now), **fields)
     history = {**state.history, body.strategy_id: entry}
