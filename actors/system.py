@@ -47,12 +47,12 @@ class ActorSystem:
         # Real time unless a test drives it: a wall-clock step must not fire or delay an apply timer.
         self.clock = clock if clock is not None else MonotonicClock()
         self.writer = SqlWriter.start(store, self.settings.group_commit_max, on_commit=self._on_commit)
-        self.relay = OutboxRelay.start(store, publisher, clock, self._mark_sent, topics=self.settings.topics)
+        self.relay = OutboxRelay.start(store, publisher, self.clock, self._mark_sent, topics=self.settings.topics)
         self.projection = ActivationStoreActor.start(projection_store).proxy()
         self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
                                          self.settings.max_resident_worlds)
         self.acks = AckIntake(self.send)
-        self.allocations = AllocationCoordinator.start(store, self.writer, self.send, clock, executor)
+        self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
 
     def _mark_sent(self, ids: list[int], sent_at: str) -> None:
         self.writer.tell(MarkSent(ids=ids, sent_at=sent_at))

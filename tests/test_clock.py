@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from actors.clock import MonotonicClock
-from tests.conftest import make_config
+from tests.conftest import Harness, make_config
 from tests.test_apply import FakeGateway, _apply_in_background, _world
 
 START = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -54,10 +54,26 @@ def test_the_clock_never_goes_backwards_even_from_a_misbehaving_source() -> None
     assert clock() == START + timedelta(seconds=11)
 
 
+def _relayed(h: Harness, rounds: int = 50) -> int:
+    """Events the relay published and handed to the writer as sent (a mark stamped with the clock). A relay
+    already busy makes ``relay_now`` return early, so this asks again, a round trip each, never a sleep."""
+    for _ in range(rounds):
+        h.system.relay_now()
+        if relayed := h.system.relay.proxy().relayed.get(timeout=10):
+            return relayed
+    return 0
+
+
 def test_the_daemon_runs_on_the_monotonic_clock_unless_a_test_drives_it(api) -> None:
     assert isinstance(api.system.clock, MonotonicClock)
     before = datetime.now(timezone.utc)
     assert abs((api.system.clock() - before).total_seconds()) < 5  # anchored on the real wall clock
+    # Every actor that stamps time runs on it: the world, the outbox relay, the allocation coordinator.
+    _world(api)
+    assert _relayed(api) and api.bus.of_type("activation_updated")
+    alloc = api.client.post("/allocations", json={"run_id": "a1", "total_equity": 1000.0,
+                                                  "world_allocations": {"w1": 1.0}, "positions": []})
+    assert alloc.status_code == 200, alloc.text
 
 
 def test_a_wall_clock_step_neither_fires_nor_delays_the_ack_gap_timeout(harness_factory, tmp_path: Path) -> None:
