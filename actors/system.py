@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import pykka
 
 from actors.activation_store import ActivationStoreActor
 from actors.bridge import Request
+from actors.clock import MonotonicClock
 from actors.allocations import AllocationCoordinator
 from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
 from actors.directory import Directory, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
@@ -22,10 +23,6 @@ from domain.activation import fold_audit, state_hash
 from domain.apply import ApplySettings
 from messages.commands import ApplyTick, RefreshProjection, UpsertAllocations
 from storage.sql import SqlStore
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass
@@ -42,19 +39,20 @@ class ActorSystem:
     """Starts the daemon-wide actors; ``send`` is how every edge reaches a world."""
 
     def __init__(self, store: SqlStore, projection_store: Any, publisher: Publisher,
-                 settings: ActorSettings | None = None, clock: Callable[[], datetime] = utc_now,
+                 settings: ActorSettings | None = None, clock: Callable[[], datetime] | None = None,
                  monotonic: Callable[[], float] = time.monotonic, executor: Any = None) -> None:
         self.settings = settings or ActorSettings()
         self.metrics = ActorMetrics()
         self.store = store
-        self.clock = clock
+        # Real time unless a test drives it: a wall-clock step must not fire or delay an apply timer.
+        self.clock = clock if clock is not None else MonotonicClock()
         self.writer = SqlWriter.start(store, self.settings.group_commit_max, on_commit=self._on_commit)
-        self.relay = OutboxRelay.start(store, publisher, clock, self._mark_sent, topics=self.settings.topics)
+        self.relay = OutboxRelay.start(store, publisher, self.clock, self._mark_sent, topics=self.settings.topics)
         self.projection = ActivationStoreActor.start(projection_store).proxy()
         self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
                                          self.settings.max_resident_worlds)
         self.acks = AckIntake(self.send)
-        self.allocations = AllocationCoordinator.start(store, self.writer, self.send, clock, executor)
+        self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
 
     def _mark_sent(self, ids: list[int], sent_at: str) -> None:
         self.writer.tell(MarkSent(ids=ids, sent_at=sent_at))

@@ -15,7 +15,7 @@ from domain.events import cloudevent
 from domain.hashing import blake3_hex, reference_json
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
-from messages.activation import ActivationEntry, ActivationEnvelope, ActivationRequest
+from messages.activation import ActivationEntry, ActivationEnvelope, ActivationRequest, ActivationSetOut
 from messages.commands import PutActivation
 from messages.errors import CommandRejected, not_found, unprocessable
 
@@ -119,6 +119,16 @@ def get_activation(state: WorldState, strategy_id: str, side: str) -> Activation
     if entry is None:
         raise not_found("activation")
     return envelope(state.world_id, strategy_id, side, entry)
+
+
+def activation_set(state: WorldState) -> ActivationSetOut:
+    """The whole set under its state hash. The etag is the hash's digest, which covers the counter too, so
+    it changes with every write and is never reused (the counter only grows)."""
+    require_world(state)
+    digest = state_hash(state.activation_counter, state.activation)
+    entries = {sid: dict(sides) for sid, sides in state.activation.items()}
+    return ActivationSetOut(world_id=state.world_id, version=state.activation_counter, state=entries,
+                            state_hash=digest, etag=f"actset:{state.world_id}:{digest.removeprefix('blake3:')}")
 
 
 def fold_audit(results: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[int, dict[str, dict[str, ActivationEntry]]]:

@@ -13,6 +13,7 @@ from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
 from domain.state import Outcome, WorldState, require_world
+from domain.timefmt import refuse_future
 from messages import commands as c
 from messages.activation import StateHashOut
 from messages.bindings import StrategiesOut
@@ -66,6 +67,8 @@ def _state_hash(state: WorldState) -> StateHashOut:
 def _decide(state: WorldState, q: c.Decide, now: datetime) -> Outcome:
     """A read that writes only when the reference path's remembered answer changes (rarely): that memory
     decides its hysteresis, so it must survive a restart like any other decision state."""
+    require_world(state)
+    refuse_future("as_of", q.as_of, now)
     envelope, record, ttl = decide(state, q.as_of, now)
     if record == state.decision:
         return Outcome(state=state, effects=[], reply=(envelope, ttl))
@@ -79,9 +82,10 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.ListPolicies: lambda s, q, now: (require_world(s), [PolicyVersionRef(v) for v in sorted(s.policies)])[1],
     c.GetPolicy: lambda s, q, now: policies.get_policy(s, q.version),
     c.GetPolicyInfo: lambda s, q, now: policies.policy_info(s, q.version),
-    c.GetBindings: lambda s, q, now: (require_world(s), StrategiesOut(strategies=list(s.bindings)))[1],
+    c.GetBindings: lambda s, q, now: worlds.bindings_out(s, q.strategy_id),
     c.GetDecisions: lambda s, q, now: (require_world(s), StrategiesOut(strategies=list(s.decisions)))[1],
     c.GetActivation: lambda s, q, now: activation.get_activation(s, q.strategy_id, q.side),
+    c.GetActivationSet: lambda s, q, now: activation.activation_set(s),
     c.GetStateHash: lambda s, q, now: _state_hash(s),
     c.GetHistory: lambda s, q, now: worlds.history_out(s),
     c.Evaluate: apply.evaluate,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+from messages.errors import unprocessable
+
+# Seed §6 Clock Discipline: how far ahead of the server's clock a client's timestamp may be. Anything later
+# is a client clock out of discipline (or a look-ahead), never evidence to act on.
+MAX_CLIENT_SKEW = timedelta(seconds=2)
 
 
 def iso_z(moment: datetime) -> str:
@@ -15,3 +21,18 @@ def parse_iso(text: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed
+
+
+def refuse_future(name: str, text: str | None, now: datetime) -> None:
+    """422 when the timestamp ``text`` is later than ``now`` plus the tolerated client skew. Unparsable or
+    absent timestamps pass: the caller's own check names those."""
+    if text is None:
+        return
+    try:
+        moment = parse_iso(text)
+    except ValueError:
+        return
+    ahead = (moment - now).total_seconds()
+    if ahead > MAX_CLIENT_SKEW.total_seconds():
+        raise unprocessable(f"{name} is {ahead:.3f}s ahead of the server clock; at most "
+                            f"{MAX_CLIENT_SKEW.total_seconds():g}s of client clock skew is tolerated")

@@ -14,8 +14,8 @@ from domain.effects import AuditRecord, Effect, RemoveWorld, SaveHistory, SaveSt
 from domain.policies import default_policy, human_summary
 from domain.promotion import demote
 from domain.state import Outcome, WorldState, require_world
-from domain.timefmt import iso_z, parse_iso
-from domain.wvg import context_changes, default_edges, invalidate_all
+from domain.timefmt import iso_z, parse_iso, refuse_future
+from domain.wvg import context_changes, default_edges, ensure_roots, invalidate_all
 from messages.bindings import StrategiesOut
 from messages.commands import AddBindings, CreateWorld, DeleteWorld, PutHistory, SetDecisions, UpdateWorld
 from messages.decisions import HistoryEntry, HistoryOut
@@ -94,12 +94,24 @@ def _dedupe(items: list[str]) -> list[str]:
 
 
 def add_bindings(state: WorldState, cmd: AddBindings, now: datetime) -> Outcome:
+    """A WSB upsert: the union of bindings, and every bound strategy's root node in the World View Graph
+    (created in the same transaction when it has none; spec §2, §9)."""
     require_world(state)
-    merged = sorted(set(state.bindings) | set(_dedupe(cmd.body.strategies)))
-    effects = [SaveStrategies(table="bindings", strategies=merged),
-               AuditRecord(event="bindings_added", request=None, result={"strategies": _dedupe(cmd.body.strategies)})]
-    new_state = msgspec.structs.replace(state, bindings=merged)
+    added = _dedupe(cmd.body.strategies)
+    merged = sorted(set(state.bindings) | set(added))
+    nodes, root_effects = ensure_roots(state, added)
+    effects: list[Effect] = [SaveStrategies(table="bindings", strategies=merged),
+                             AuditRecord(event="bindings_added", request=None, result={"strategies": added}),
+                             *root_effects]
+    new_state = msgspec.structs.replace(state, bindings=merged, nodes=nodes)
     return Outcome(state=new_state, effects=effects, reply=StrategiesOut(strategies=merged))
+
+
+def bindings_out(state: WorldState, strategy_id: str | None) -> StrategiesOut:
+    """The bound set, or just ``strategy_id`` when it is bound (a Gateway asking "is this one bound?")."""
+    require_world(state)
+    bound = [s for s in state.bindings if strategy_id is None or s == strategy_id]
+    return StrategiesOut(strategies=bound)
 
 
 def set_decisions(state: WorldState, cmd: SetDecisions, now: datetime) -> Outcome:
@@ -111,20 +123,21 @@ def set_decisions(state: WorldState, cmd: SetDecisions, now: datetime) -> Outcom
     return Outcome(state=new_state, effects=effects, reply=StrategiesOut(strategies=strategies))
 
 
-def _check_timestamp(name: str, value: str | None) -> None:
+def _check_timestamp(name: str, value: str | None, now: datetime) -> None:
     if value is None:
         return
     try:
         parse_iso(value)
     except ValueError:
         raise unprocessable(f"invalid {name}; expected ISO-8601 timestamp") from None
+    refuse_future(name, value, now)  # evidence from the future would decide ahead of its time
 
 
 def put_history(state: WorldState, cmd: PutHistory, now: datetime) -> Outcome:
     require_world(state)
     body = cmd.body
     for name in ("as_of", "data_end"):
-        _check_timestamp(name, getattr(body, name))
+        _check_timestamp(name, getattr(body, name), now)
     fields = msgspec.structs.asdict(body)
     entry = HistoryEntry(updated_at=iso_z(now), **fields)
     history = {**state.history, body.strategy_id: entry}

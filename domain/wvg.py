@@ -39,6 +39,10 @@ EDGE_TOPIC = "edges"
 # gating policy enables it after promotion.
 DEFAULT_EDGES = (("domain:backtest", "domain:live", False, "auto:cross-domain-block"),)
 
+# A bound strategy's anchor in the graph (spec §2 WSB, §9): named by the strategy id, in backtest so a
+# binding alone can never make anything reachable in live.
+ROOT_DOMAIN = "backtest"
+
 T = TypeVar("T")
 Buckets = dict[str, dict[str, T]]
 
@@ -78,6 +82,22 @@ def put_node(state: WorldState, cmd: PutNode, now: datetime) -> Outcome:
     effects: list[Effect] = [SaveNode(node=node), audit]
     new_state = msgspec.structs.replace(state, nodes=_put(state.nodes, cmd.node_id, domain, node))
     return Outcome(state=new_state, effects=effects, reply=node)
+
+
+def ensure_roots(state: WorldState, strategy_ids: list[str]) -> tuple[Buckets[WorldNodeRef], list[Effect]]:
+    """The root ``WorldNodeRef`` of every strategy that has no node of its id yet (in any domain), with its
+    effects; an existing node, root or not, is never overwritten by a re-binding."""
+    nodes, effects = state.nodes, []
+    for sid in strategy_ids:
+        if sid in nodes:
+            continue
+        node = WorldNodeRef(world_id=state.world_id, node_id=sid, execution_domain=ROOT_DOMAIN, status="unknown",
+                            annotations={"root": True, "strategy_id": sid})
+        nodes = _put(nodes, sid, ROOT_DOMAIN, node)
+        effects += [SaveNode(node=node),
+                    AuditRecord(event="world_node_upserted", request={"binding": sid},
+                                result=msgspec.to_builtins(node))]
+    return nodes, effects
 
 
 def delete_node(state: WorldState, cmd: DeleteNode, now: datetime) -> Outcome:

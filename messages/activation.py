@@ -59,3 +59,15 @@ class ActivationEnvelope(msgspec.Struct, kw_only=True):
 
 class StateHashOut(msgspec.Struct):
     state_hash: str
+
+
+class ActivationSetOut(msgspec.Struct, kw_only=True):
+    """``GET /worlds/{id}/activation`` without ``strategy_id``: the whole set, for a Gateway reconciling
+    after an ACK gap. ``version`` and ``state`` are exactly the document ``state_hash`` is taken over, so a
+    client can check the hash against what it holds; ``etag`` is derived from it."""
+
+    world_id: str
+    version: int
+    state: dict[str, dict[str, ActivationEntry]]
+    state_hash: str
+    etag: str

@@ -176,7 +176,7 @@ class GetPolicyInfo(Command, tag="get_policy_info"):
 
 
 class GetBindings(Command, tag="get_bindings"):
-    pass
+    strategy_id: Identifier | None = None  # only this strategy (an empty list when it is not bound)
 
 
 class GetDecisions(Command, tag="get_decisions"):
@@ -190,6 +190,10 @@ class Decide(Command, tag="decide"):
 class GetActivation(Command, tag="get_activation"):
     strategy_id: Identifier
     side: Side
+
+
+class GetActivationSet(Command, tag="get_activation_set"):
+    """The whole activation set with its state hash (a Gateway's reconcile after a gap)."""
 
 
 class GetStateHash(Command, tag="get_state_hash"):
@@ -234,7 +238,7 @@ class ListEdgeOverrides(Command, tag="list_edge_overrides"):
 
 Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
-    GetActivation, GetStateHash, GetHistory, GetAudit, Evaluate, GetApplyRun,
+    GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, Evaluate, GetApplyRun,
     ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory,
 ]
 

@@ -23,7 +23,7 @@ from actors.bridge import Reply, Request as ActorRequest, asyncio_hook, error_re
 from actors.system import ActorSystem
 from domain.policies import PRESETS
 from messages import commands as c
-from messages.activation import ActivationEnvelope, ActivationRequest, StateHashOut
+from messages.activation import ActivationEnvelope, ActivationRequest, ActivationSetOut, StateHashOut
 from messages.apply import ApplyAck, ApplyRequest, ApplyRunOut, EvaluateRequest, EvaluateResponse
 from messages.audit import AuditEntry
 from messages.bindings import StrategiesOut, StrategiesRequest
@@ -153,6 +153,16 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags or header_etag(etag) in tags
 
 
+def _etagged(request: Request, reply: Reply) -> Response:
+    """A read answered with its body's etag, or 304 when ``If-None-Match`` already names it."""
+    if not reply.ok:
+        return _respond(request, reply)
+    etag = header_etag(reply.body.etag)
+    if _etag_matches(request.headers.get("If-None-Match"), reply.body.etag):
+        return Response(content=None, status_code=304, headers={"ETag": etag})
+    return _respond(request, reply, {"ETag": etag})
+
+
 class WorldsController(Controller):
     path = "/worlds"
     tags = ["worlds"]
@@ -250,8 +260,9 @@ class StrategiesController(Controller):
         return _respond(request, await _run(request, c.AddBindings, world_id, body=data))
 
     @get("/bindings")
-    async def get_bindings(self, request: Request, world_id: FromPath[str]) -> Response[StrategiesOut]:
-        return _respond(request, await _run(request, c.GetBindings, world_id))
+    async def get_bindings(self, request: Request, world_id: FromPath[str],
+                           strategy_id: FromQuery[str | None] = None) -> Response[StrategiesOut]:
+        return _respond(request, await _run(request, c.GetBindings, world_id, strategy_id=strategy_id))
 
     @post("/decisions", status_code=200, opt=OWNER)
     async def set_decisions(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
@@ -280,23 +291,30 @@ class StrategiesController(Controller):
         return _respond(request, await _run(request, c.GetDecisionHistory, world_id, limit=limit))
 
 
+_ONE_ENTRY = "with both strategy_id and side (long|short): that entry; with neither: the whole set"
+
+
 class ActivationController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["activation"]
 
     @get("/activation")
-    async def get_activation(self, request: Request, world_id: FromPath[str], strategy_id: FromQuery[str],
-                             side: FromQuery[str]) -> Response[ActivationEnvelope]:
+    async def get_activation(self, request: Request, world_id: FromPath[str],
+                             strategy_id: Annotated[str | None, QueryParameter(description=_ONE_ENTRY)] = None,
+                             side: Annotated[str | None, QueryParameter(description=_ONE_ENTRY)] = None
+                             ) -> Response[ActivationEnvelope | ActivationSetOut]:
+        """With ``strategy_id`` and ``side``: that entry. With neither: the whole set, its ``version`` and
+        ``state_hash`` (a Gateway's reconcile after an ACK gap). Both answer an ``ETag``; ``If-None-Match``
+        naming it is 304."""
+        if strategy_id is None and side is None:
+            return _etagged(request, await _run(request, c.GetActivationSet, world_id))
+        if strategy_id is None or side is None:  # one without the other: the 422 of a missing parameter
+            missing = "side" if side is None else "strategy_id"
+            raise HTTPException(status_code=400, detail=f"Missing required query parameter '{missing}'")
         if side not in ("long", "short"):
             raise HTTPException(status_code=400, extra=[{"message": "Expected `'long' | 'short'`",
                                                          "key": "side", "source": "query"}])
-        reply = await _run(request, c.GetActivation, world_id, strategy_id=strategy_id, side=side)
-        if not reply.ok:
-            return _respond(request, reply)
-        etag = reply.body.etag
-        if _etag_matches(request.headers.get("If-None-Match"), etag):
-            return Response(content=None, status_code=304, headers={"ETag": header_etag(etag)})
-        return _respond(request, reply, {"ETag": header_etag(etag)})
+        return _etagged(request, await _run(request, c.GetActivation, world_id, strategy_id=strategy_id, side=side))
 
     @put("/activation", status_code=200, responses=_errors(404, 409, 412), opt=OPERATOR)
     async def put_activation(self, request: Request, world_id: FromPath[str],
