@@ -22,6 +22,7 @@ from domain.apply import ApplySettings
 from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
+from domain.idempotency import command_hash, replayed
 from domain.state import Outcome, WorldState, require_world
 from messages.decisions import DecisionHistoryOut
 from domain.timefmt import iso_z, parse_iso
@@ -203,14 +204,16 @@ class WorldActor(pykka.ThreadingActor):
         return _to_reply(outcome)
 
     def _mutate(self, state: WorldState, command: Command, now: datetime) -> Reply:
-        if command.command_id is not None:
+        if command.command_id is None:
+            outcome = handle(state, command, now)
+        else:
+            digest = command_hash(command)
             stored = self._store.command_reply(self.world_id, command.command_id)
             if stored is not None:  # a redelivered command: the first outcome, not a second application
-                return Reply(status=stored[0], body=stored[1])
-        outcome = handle(state, command, now)
-        if command.command_id is not None:
+                return Reply(*replayed(command.command_id, stored, digest))
+            outcome = handle(state, command, now)
             outcome.effects.append(RememberCommand(command_id=command.command_id, status=outcome.status,
-                                                   reply=msgspec.to_builtins(outcome.reply)))
+                                                   reply=msgspec.to_builtins(outcome.reply), content_hash=digest))
         self._persist(outcome, command.actor, command.correlation_id, now)
         return _to_reply(outcome)
 
