@@ -6,7 +6,8 @@ internal messages are not decodable here), headers ``correlation_id``, ``reply_t
 configuration and role table; the command's ``actor`` is then the token's subject. A batch is handed to the world actors in order (so per world in order), every reply is
 awaited (the command is durable by then), replies are published, and only then does the consumer commit.
 An undecodable, invalid, unauthenticated or unauthorised command goes to the dead-letter topic with the
-reason (its token removed) and the consumer goes on; nothing of it reaches an actor. A
+reason (its token removed) and the consumer goes on; nothing of it reaches an actor. ``upsert_allocations``
+(the body of ``POST /allocations``) goes to the allocation coordinator, idempotent by its ``run_id``. A
 transient refusal (storage down, draining) fails the batch, so it is redelivered rather than acknowledged;
 a redelivered command is applied once, because its ``command_id`` (or, without one, its topic, partition
 and offset) is remembered with its outcome in the same transaction as its effects.
@@ -35,6 +36,10 @@ _TRANSIENT = (503, 504)
 class RawSender(Protocol):
     async def send_raw(self, topic: str, key: str | None, value: bytes,
                        headers: dict[str, str] | None = None) -> None: ...
+
+
+def _transient(reply: Reply) -> bool:
+    return reply.status in _TRANSIENT and not reply.permanent
 
 
 class _Refused(Exception):
@@ -85,8 +90,9 @@ class CommandIntake:
         # Every send happens before the first await, in order, so a world sees its commands in log order.
         calls = [asyncio.ensure_future(self.call(command)) for _, command in accepted]
         replies = await asyncio.gather(*calls)
-        if any(reply.status in _TRANSIENT for reply in replies):
-            raise TransientRefusal(f"{sum(r.status in _TRANSIENT for r in replies)} commands refused transiently")
+        transient = sum(_transient(reply) for reply in replies)
+        if transient:
+            raise TransientRefusal(f"{transient} commands refused transiently")
         # Replies go out together (one broker round trip for the batch, not one per command).
         await asyncio.gather(*[self._reply(record, command, reply)
                                for (record, command), reply in zip(accepted, replies, strict=True)])
@@ -164,7 +170,7 @@ def ack_handler(intake: AckIntake, call: Callable[[Command], Awaitable[Reply]]) 
         for ack, reply in zip(acks, replies, strict=True):
             if reply.ok:
                 intake.remember(ack)
-        if any(reply.status in _TRANSIENT for reply in replies):
+        if any(_transient(reply) for reply in replies):
             raise TransientRefusal("an ACK could not be recorded; redeliver the batch")
 
     return handle
