@@ -242,7 +242,12 @@ class WorldActor(pykka.ThreadingActor):
     def _on_ack(self, request: Request, now: datetime) -> Reply:
         command = request.command
         assert isinstance(command, AckActivation)
-        self._carry_on(command.run_id, apply.record_ack(self._state, command, now), command, now)
+        recorded = apply.record_ack(self._state, command, now)
+        if recorded.anomaly is not None:
+            self._metrics.ack_anomaly(recorded.anomaly, world_id=self.world_id, run_id=command.run_id,
+                                      sequence=command.sequence, phase=command.phase)
+        if recorded.outcome is not None:  # nothing changed otherwise, so no transition can have unblocked
+            self._carry_on(command.run_id, recorded.outcome, command, now)
         return Reply(status=202)
 
     def _on_tick(self, request: Request, now: datetime) -> Reply:
