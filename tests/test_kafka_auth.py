@@ -34,12 +34,16 @@ from transport.kafka_intake import CommandIntake
 from transport.principals import Authenticator
 
 pytestmark = [pytest.mark.timeout(180)]
-
-OWNER = token({"*": "owner"}, sub="admin")
-OPERATOR = token(["operator:kw", "operator:kw2"], sub="carol")
-OPERATOR_OF_KW = token({"kw": "operator"}, sub="dave")
-READER = token({"kw": "reader"}, sub="erin")
 ALLOCATION = {"total_equity": 1000, "world_allocations": {"kw": 0.5, "kw2": 0.5}, "positions": []}
+Record = tuple[bytes, bytes, dict[str, str]]  # key, value, headers
+
+
+def _tokens() -> dict[str, str]:
+    """Minted when the test runs (not at import): they expire five minutes later."""
+    return {"owner": token({"*": "owner"}, sub="admin"),
+            "operator": token(["operator:kw", "operator:kw2"], sub="carol"),
+            "operator-of-kw": token({"kw": "operator"}, sub="dave"),
+            "reader": token({"kw": "reader"}, sub="erin")}
 
 
 def _auth_env() -> dict[str, str]:
@@ -48,8 +52,7 @@ def _auth_env() -> dict[str, str]:
             f"{prefix}AUDIENCE": AUDIENCE}
 
 
-def _command(kind: str, correlation: str, bearer: str | None, replies: str,
-             **fields: Any) -> tuple[bytes, bytes, dict[str, str]]:
+def _command(kind: str, correlation: str, bearer: str | None, replies: str, **fields: Any) -> Record:
     headers = {"reply_to": replies, "correlation_id": correlation}
     if bearer is not None:
         headers["authorization"] = f"Bearer {bearer}"
@@ -60,24 +63,25 @@ def _put(weight: float) -> dict[str, Any]:
     return {"body": {"strategy_id": "s1", "side": "long", "active": True, "weight": weight}}
 
 
-def _refused_and_accepted(replies: str) -> list[tuple[bytes, bytes, dict[str, str]]]:
+def _refused_and_accepted(replies: str, tokens: dict[str, str]) -> list[Record]:
     """All keyed ``kw`` (one partition, so in this order): the refused ones between the accepted ones."""
     rename = {"body": {"name": "hijacked"}}
+    owner, operator, reader = tokens["owner"], tokens["operator"], tokens["reader"]
     return [
         _command("update_world", "no-token", None, replies, **rename),
         _command("update_world", "bad-token", "not.a.jwt", replies, **rename),
-        _command("update_world", "reader", READER, replies, **rename),
-        _command("apply_tick", "tick", OWNER, replies),
-        _command("refresh_projection", "refresh", OWNER, replies),
-        _command("hold_for_allocation", "hold", OWNER, replies, run_id="h1"),
-        _command("put_activation", "put", OPERATOR, replies, command_id="kc1", actor="mallory", **_put(0.4)),
-        _command("put_activation", "reused", OPERATOR, replies, command_id="kc1", **_put(0.9)),
-        _command("upsert_allocations", "one-world-role", OPERATOR_OF_KW, replies,
+        _command("update_world", "reader", reader, replies, **rename),
+        _command("apply_tick", "tick", owner, replies),
+        _command("refresh_projection", "refresh", owner, replies),
+        _command("hold_for_allocation", "hold", owner, replies, run_id="h1"),
+        _command("put_activation", "put", operator, replies, command_id="kc1", actor="mallory", **_put(0.4)),
+        _command("put_activation", "reused", operator, replies, command_id="kc1", **_put(0.9)),
+        _command("upsert_allocations", "one-world-role", tokens["operator-of-kw"], replies,
                  body={"run_id": "ka1", **ALLOCATION}),
-        _command("upsert_allocations", "allocate", OPERATOR, replies, body={"run_id": "ka2", **ALLOCATION}),
-        _command("upsert_allocations", "no-executor", OPERATOR, replies,
+        _command("upsert_allocations", "allocate", operator, replies, body={"run_id": "ka2", **ALLOCATION}),
+        _command("upsert_allocations", "no-executor", operator, replies,
                  body={"run_id": "ka3", **ALLOCATION, "execute": True}),
-        _command("update_world", "rename", OWNER, replies, body={"name": "renamed"}),
+        _command("update_world", "rename", owner, replies, body={"name": "renamed"}),
     ]
 
 
@@ -88,7 +92,7 @@ EXPECTED_DEAD = {"no-token": "401 unauthenticated: missing bearer token", "bad-t
 
 
 def _audit(client: httpx.Client, world_id: str) -> list[dict[str, Any]]:
-    return client.get(f"/worlds/{world_id}/audit", headers={"Authorization": f"Bearer {OWNER}"}).json()
+    return client.get(f"/worlds/{world_id}/audit").json()
 
 
 def _seed(client: httpx.Client) -> None:
@@ -104,11 +108,13 @@ def test_kafka_commands_need_the_http_roles_and_internal_kinds_are_refused(tmp_p
     env = {**daemon_kafka_env(kafka_brokers, topics), **_auth_env()}
     with DaemonProcess(tmp_path / "d", tmp_path / "d.log", env=env) as daemon:
         daemon.start()
-        owner = {"Authorization": f"Bearer {OWNER}"}
+        tokens = _tokens()
+        owner = {"Authorization": f"Bearer {tokens['owner']}"}
         with httpx.Client(base_url=daemon.url, timeout=60, headers=owner) as client:
             _seed(client)
             before = {w: _audit(client, w) for w in ("kw", "kw2")}
-            asyncio.run(_send_commands(kafka_brokers, topics["commands"], _refused_and_accepted(replies)))
+            commands = _refused_and_accepted(replies, tokens)
+            asyncio.run(_send_commands(kafka_brokers, topics["commands"], commands))
             answered = {r["correlation_id"]: r for r in asyncio.run(_consume_all(kafka_brokers, replies, 5))}
             letters = asyncio.run(_consume_all(kafka_brokers, topics["dlq"], 7))
             dead = {d["headers"]["correlation_id"]: d for d in letters}
@@ -137,7 +143,7 @@ def test_kafka_commands_need_the_http_roles_and_internal_kinds_are_refused(tmp_p
 
             # The Kafka reply is what POST /allocations answers for the same run (a replay of it now).
             over_http = client.post("/allocations", json={"run_id": "ka2", **ALLOCATION},
-                                    headers={"Authorization": f"Bearer {OPERATOR}"})
+                                    headers={"Authorization": f"Bearer {tokens['operator']}"})
             assert over_http.status_code == 200 and over_http.json() == answered["allocate"]["body"]
             assert set(client.get("/allocations").json()["allocations"]) == {"kw", "kw2"}
 
