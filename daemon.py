@@ -31,6 +31,7 @@ from transport.executor import HttpExecutor
 from transport.http import Edge, RebalanceFlags, create_app
 from transport.kafka import KafkaConsumerLoop, KafkaPublisher, brokers_unreachable
 from transport.kafka_intake import CommandIntake, ack_handler
+from transport.principals import Authenticator
 from transport.memory_bus import InMemoryBus
 from transport.systemd import Systemd
 
@@ -235,7 +236,9 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
     consumers = [KafkaConsumerLoop(brokers, bus.ack_topic, f"{bus.group_id}.acks",
                                    ack_handler(runtime.system.acks, edge.call), **group)]
     if bus.commands_enabled:
-        intake = CommandIntake(call=edge.call, sender=publisher, dlq_topic=bus.commands_dlq_topic)
+        auth = config.server.auth
+        intake = CommandIntake(call=edge.call, sender=publisher, dlq_topic=bus.commands_dlq_topic,
+                               authenticator=Authenticator(auth) if auth.enabled else None, auth_header=auth.header)
         consumers.append(KafkaConsumerLoop(brokers, bus.commands_topic, bus.group_id, intake.handle, **group))
     for consumer in consumers:
         await consumer.start()

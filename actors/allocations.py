@@ -26,7 +26,7 @@ from domain.rebalancing import (
 )
 from domain.rebalancing.events import allocation_effects
 from domain.timefmt import iso_z
-from messages.commands import HoldForAllocation, ReleaseAllocation, UpsertAllocations
+from messages.commands import HoldForAllocation, ReleaseAllocation
 from messages.errors import CommandRejected
 from messages.rebalancing import AllocationUpsertRequest, MultiWorldRebalanceResponse
 from storage.sql import SqlStore, WriteItem
@@ -34,6 +34,13 @@ from storage.sql import SqlStore, WriteItem
 log = structlog.get_logger("worldservice.allocations")
 NO_EXECUTOR = "Rebalance executor not configured"
 EXECUTION_FAILED = "Rebalance execution failed"
+
+
+class NotConfigured(CommandRejected):
+    """A 503 that stays a 503 until an operator configures the executor: not worth a redelivery."""
+
+    def __init__(self) -> None:
+        super().__init__(503, NO_EXECUTOR)
 
 
 class AllocationCoordinator(pykka.ThreadingActor):
@@ -52,6 +59,8 @@ class AllocationCoordinator(pykka.ThreadingActor):
             return
         try:
             reply = self._upsert(message.command.body)
+        except NotConfigured as exc:
+            reply = error_reply(exc.status, exc.detail, permanent=True)
         except CommandRejected as exc:
             reply = error_reply(exc.status, exc.detail)
         except Exception as exc:  # noqa: BLE001 - the caller must get an answer; nothing half-committed
@@ -66,7 +75,7 @@ class AllocationCoordinator(pykka.ThreadingActor):
         if stored is not None:
             return self._replay(request, etag, stored)
         if request.execute and self._executor is None:
-            raise CommandRejected(503, NO_EXECUTOR)  # before anything is stored
+            raise NotConfigured()  # before anything is stored
         snapshot, plan = self._commit(request, etag)
         executed, response = self._execute(request.run_id, snapshot) if request.execute else (False, None)
         return Reply(200, allocation_response(plan, run_id=request.run_id, etag=etag, executed=executed,
@@ -78,7 +87,7 @@ class AllocationCoordinator(pykka.ThreadingActor):
         executed, response = stored["executed"], None
         if request.execute and not executed:
             if self._executor is None:
-                raise CommandRejected(503, NO_EXECUTOR)
+                raise NotConfigured()
             executed, response = self._execute(request.run_id, stored["record"]["snapshot"])
         return Reply(200, allocation_response(plan, run_id=request.run_id, etag=etag, executed=executed,
                                               execution_response=response))

@@ -20,14 +20,17 @@ class Reply:
     status: int
     body: Any = None
     ttl: int | None = None  # decide's TTL, for Cache-Control
+    # A refusal no retry can change, whatever its status (a 503 for a missing executor): a log consumer
+    # answers it and moves on instead of redelivering it forever.
+    permanent: bool = False
 
     @property
     def ok(self) -> bool:
         return self.status < 400
 
 
-def error_reply(status: int, detail: str) -> Reply:
-    return Reply(status=status, body=ErrorBody(detail=detail))
+def error_reply(status: int, detail: str, permanent: bool = False) -> Reply:
+    return Reply(status=status, body=ErrorBody(detail=detail), permanent=permanent)
 
 
 ReplyHook = Callable[[Reply], None]

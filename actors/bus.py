@@ -20,6 +20,7 @@ import pykka
 import structlog
 
 from actors.bridge import Request
+from actors.metrics import ActorMetrics
 from actors.world import noop_reply
 from domain.timefmt import iso_z
 from messages.apply import ActivationAckEvent, activation_ack_decoder
@@ -85,12 +86,15 @@ class AckIntake:
 
     Duplicates are dropped here by ``(world_id, run_id, sequence, phase)`` before they cost a mailbox
     message; the run record (durable) is what finally ignores a repeat, so a bounded memory is enough. An
-    ACK is remembered only once its world recorded it, so one lost to a failed write is taken again.
+    ACK is remembered only once its world recorded it, so one lost to a failed write is taken again. Every
+    ACK dropped here is counted and logged (``invalid``, ``duplicate``); the world notes the rest.
     """
 
-    def __init__(self, send: Callable[[Request], None], remember: int = 100_000) -> None:
+    def __init__(self, send: Callable[[Request], None], remember: int = 100_000,
+                 metrics: ActorMetrics | None = None) -> None:
         self._send = send
         self._remember = remember
+        self._metrics = metrics or ActorMetrics()
         self._seen: OrderedDict[tuple[str, str, int, str], None] = OrderedDict()
         self._lock = threading.Lock()
         self.rejected = 0
@@ -105,10 +109,15 @@ class AckIntake:
                                        "sequence": ack.sequence, "phase": ack.phase}, AckActivation)
         except msgspec.DecodeError as exc:  # also every ValidationError
             self.rejected += 1
-            log.warning("activation_ack_invalid", error=str(exc))
+            self._metrics.ack_anomaly("invalid", error=str(exc))
             return None
         with self._lock:
-            return None if _ack_key(command) in self._seen else command
+            seen = _ack_key(command) in self._seen
+        if seen:
+            self._metrics.ack_anomaly("duplicate", world_id=command.world_id, run_id=command.run_id,
+                                      sequence=command.sequence, phase=command.phase)
+            return None
+        return command
 
     def remember(self, ack: AckActivation) -> None:
         with self._lock:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from domain.acks import ACK_ANOMALIES, AckAnomaly
 from messages.apply import ApplyRun
+
+log = structlog.get_logger("worldservice.acks")
 
 
 class ActorMetrics:
@@ -23,6 +29,18 @@ class ActorMetrics:
                                     "ACK waits that passed activation_gap_timeout_ms", registry=self.registry)
         self.resends = Counter("world_activation_resent_total", "Unacknowledged activation events sent again",
                                registry=self.registry)
+        self.ack_anomalies = Counter("world_activation_ack_anomalies_total",
+                                     "Gateway ACKs refused (invalid, duplicate, unknown_run, run_finished, "
+                                     "unknown_sequence) or taken out of order (out_of_order)",
+                                     ["reason"], registry=self.registry)
+        for reason in ACK_ANOMALIES:
+            self.ack_anomalies.labels(reason)  # every reason shows from the start, at 0
+
+    def ack_anomaly(self, reason: AckAnomaly, **where: Any) -> None:
+        """One count and one warning line per irregular ACK, so the two never disagree. ``where`` names the
+        ACK (world_id, run_id, sequence, phase) or, for an undecodable one, the error."""
+        self.ack_anomalies.labels(reason).inc()
+        log.warning("activation_ack_anomaly", reason=reason, **where)
 
     def observe_run(self, before: ApplyRun | None, after: ApplyRun) -> None:
         """Count what changed between two committed versions of a run."""

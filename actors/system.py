@@ -51,7 +51,7 @@ class ActorSystem:
         self.projection = ActivationStoreActor.start(projection_store).proxy()
         self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
                                          self.settings.max_resident_worlds)
-        self.acks = AckIntake(self.send)
+        self.acks = AckIntake(self.send, metrics=self.metrics)
         self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
 
     def _mark_sent(self, ids: list[int], sent_at: str) -> None:

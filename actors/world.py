@@ -22,6 +22,7 @@ from domain.apply import ApplySettings
 from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
+from domain.idempotency import command_hash, replayed
 from domain.state import Outcome, WorldState, require_world
 from messages.decisions import DecisionHistoryOut
 from domain.timefmt import iso_z, parse_iso
@@ -203,14 +204,16 @@ class WorldActor(pykka.ThreadingActor):
         return _to_reply(outcome)
 
     def _mutate(self, state: WorldState, command: Command, now: datetime) -> Reply:
-        if command.command_id is not None:
+        if command.command_id is None:
+            outcome = handle(state, command, now)
+        else:
+            digest = command_hash(command)
             stored = self._store.command_reply(self.world_id, command.command_id)
             if stored is not None:  # a redelivered command: the first outcome, not a second application
-                return Reply(status=stored[0], body=stored[1])
-        outcome = handle(state, command, now)
-        if command.command_id is not None:
+                return Reply(*replayed(command.command_id, stored, digest))
+            outcome = handle(state, command, now)
             outcome.effects.append(RememberCommand(command_id=command.command_id, status=outcome.status,
-                                                   reply=msgspec.to_builtins(outcome.reply)))
+                                                   reply=msgspec.to_builtins(outcome.reply), content_hash=digest))
         self._persist(outcome, command.actor, command.correlation_id, now)
         return _to_reply(outcome)
 
@@ -242,7 +245,12 @@ class WorldActor(pykka.ThreadingActor):
     def _on_ack(self, request: Request, now: datetime) -> Reply:
         command = request.command
         assert isinstance(command, AckActivation)
-        self._carry_on(command.run_id, apply.record_ack(self._state, command, now), command, now)
+        recorded = apply.record_ack(self._state, command, now)
+        if recorded.anomaly is not None:
+            self._metrics.ack_anomaly(recorded.anomaly, world_id=self.world_id, run_id=command.run_id,
+                                      sequence=command.sequence, phase=command.phase)
+        if recorded.outcome is not None:  # nothing changed otherwise, so no transition can have unblocked
+            self._carry_on(command.run_id, recorded.outcome, command, now)
         return Reply(status=202)
 
     def _on_tick(self, request: Request, now: datetime) -> Reply:

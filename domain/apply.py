@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from domain import apply_switch
+from domain.acks import AckRecorded, ack_verdict
 from domain.activation import activation_etag, activation_event, state_hash
 from domain.default_safe import (
     LIVE,
@@ -358,19 +359,18 @@ def rollback(state: WorldState, run_id: str, reason: str, now: datetime) -> Outc
 # --- ACKs and timers ----------------------------------------------------------------------------------
 
 
-def record_ack(state: WorldState, ack: AckActivation, now: datetime) -> Outcome | None:
-    """Mark one event acknowledged; duplicates, unknown runs and finished runs change nothing."""
+def record_ack(state: WorldState, ack: AckActivation, now: datetime) -> AckRecorded:
+    """Mark one event acknowledged. Duplicates, unknown runs or sequences and finished runs change nothing;
+    they and ACKs that overtake an unacknowledged lower sequence are named in ``anomaly``."""
     run = state.runs.get(ack.run_id)
-    if run is None or not run.is_open:
-        return None
-    index = next((i for i, e in enumerate(run.events) if e.sequence == ack.sequence and e.phase == ack.phase), None)
-    if index is None or run.events[index].acked:
-        return None
+    index, anomaly = ack_verdict(run, ack)
+    if run is None or index is None:
+        return AckRecorded(None, anomaly)
     events = list(run.events)
     events[index] = msgspec.structs.replace(events[index], acked=True, acked_at=_stamp(now))
     run = msgspec.structs.replace(run, events=events)
-    return _with_run(state, run, [SaveAck(run_id=run.run_id, sequence=ack.sequence, phase=ack.phase,
-                                          acked_at=_stamp(now))])
+    return AckRecorded(_with_run(state, run, [SaveAck(run_id=run.run_id, sequence=ack.sequence, phase=ack.phase,
+                                                      acked_at=_stamp(now))]), anomaly)
 
 
 def _with_run(state: WorldState, run: ApplyRun, effects: list[Effect]) -> Outcome:

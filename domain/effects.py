@@ -131,6 +131,7 @@ class RememberCommand(msgspec.Struct, tag=True):
     command_id: str
     status: int
     reply: Any
+    content_hash: str | None = None  # a reuse of the id with other content is refused, not replayed
 
 
 class SaveHistory(msgspec.Struct, tag=True):

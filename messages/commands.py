@@ -1,12 +1,14 @@
-"""Every message a world actor serves, as one tagged union (``kind`` is the tag).
+"""Every message a world actor serves, as tagged unions (``kind`` is the tag).
 
 Mutations arrive from HTTP, the Kafka command topic and the CLI in this shape; reads use the same path so
-they are linearizable with the writes of their world. One decoder per union is built once at import.
+they are linearizable with the writes of their world. The split between what a caller may send
+(``ExternalCommand``) and what only the daemon sends itself (``InternalCommand``), and the role each
+external kind needs, are declared once here for every edge.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Literal, Union, get_args
 
 import msgspec
 from msgspec import Meta
@@ -146,12 +148,6 @@ class DeleteValidation(Command, tag="delete_validation"):
     execution_domain: DomainText | None = None  # none: every domain of the node
 
 
-Mutation = Union[
-    CreateWorld, UpdateWorld, DeleteWorld, AddPolicy, SetDefaultPolicy, AddBindings, SetDecisions,
-    PutActivation, PutHistory, StartApply, RefreshProjection, RecordRebalance,
-    PutNode, DeleteNode, PutEdgeOverride, StoreValidation, LookupValidation, DeleteValidation,
-]
-
 # --- reads -----------------------------------------------------------------------------------------
 
 
@@ -242,6 +238,44 @@ Query = Union[
     ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory,
 ]
 
-AnyCommand = Union[Mutation, Query]
+# --- who may send what -------------------------------------------------------------------------------
 
-command_decoder = msgspec.json.Decoder(AnyCommand)
+ExternalMutation = Union[
+    CreateWorld, UpdateWorld, DeleteWorld, AddPolicy, SetDefaultPolicy, AddBindings, SetDecisions,
+    PutActivation, PutHistory, StartApply, UpsertAllocations,
+    PutNode, DeleteNode, PutEdgeOverride, StoreValidation, LookupValidation, DeleteValidation,
+]
+
+# Sent only by the daemon itself (timers, the ACK consumer, the allocation coordinator, the projection
+# guard), or derived by the HTTP edge from a plan it computed (``/rebalancing/apply``'s per-world notice).
+# No edge decodes them from a caller's bytes: whoever may produce to the command topic could otherwise
+# tick runs, forge ACKs, hold worlds or announce rebalances nobody planned.
+InternalCommand = Union[AckActivation, ApplyTick, HoldForAllocation, ReleaseAllocation, RefreshProjection,
+                        RecordRebalance]
+
+ExternalCommand = Union[ExternalMutation, Query]
+
+external_command_decoder = msgspec.json.Decoder(ExternalCommand)
+
+Role = Literal["reader", "operator", "owner"]
+
+# The least role a caller needs on the command's world (for ``UpsertAllocations``: on every world of its
+# body), the same for HTTP routes and the command topic. Owners change worlds, policies, bindings and
+# decisions; operators run the world (activation, apply, evidence, nodes, edges, validations,
+# allocations); readers read and evaluate.
+REQUIRED_ROLE: dict[type[Command], Role] = {
+    CreateWorld: "owner", UpdateWorld: "owner", DeleteWorld: "owner", AddPolicy: "owner",
+    SetDefaultPolicy: "owner", AddBindings: "owner", SetDecisions: "owner",
+    PutActivation: "operator", PutHistory: "operator", StartApply: "operator", UpsertAllocations: "operator",
+    PutNode: "operator", DeleteNode: "operator", PutEdgeOverride: "operator", StoreValidation: "operator",
+    DeleteValidation: "operator", RecordRebalance: "operator",
+    LookupValidation: "reader",  # a read for the caller, though a stale entry is evicted
+    **{query: "reader" for query in get_args(Query)},
+}
+
+
+def command_worlds(command: Command) -> list[str]:
+    """The worlds a command acts on, each of which its sender needs the role on."""
+    if isinstance(command, UpsertAllocations):
+        return sorted(command.body.world_allocations)
+    return [command.world_id]

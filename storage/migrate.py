@@ -36,3 +36,8 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 def is_current(engine: sa.Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        command.downgrade(_config(conn), revision)

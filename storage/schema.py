@@ -124,7 +124,8 @@ edge_overrides = sa.Table(
     sa.Column("record", sa.JSON, nullable=False),
 )
 
-# Command ids already applied (Kafka redelivery, client retries), with the reply that was given.
+# Command ids already applied (Kafka redelivery, client retries), with the reply that was given and a hash
+# of the command's content (NULL on rows from before 0005), so a reused id with other content is refused.
 processed_commands = sa.Table(
     "processed_commands", metadata,
     sa.Column("world_id", sa.String(128), primary_key=True),
@@ -132,6 +133,7 @@ processed_commands = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("reply", sa.JSON, nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("content_hash", sa.String(80), nullable=True),
 )
 
 # Allocation runs (POST /allocations), idempotent by run_id; and each world's latest allocation.

@@ -17,6 +17,7 @@ from domain.effects import (
     SaveEdge, SaveHistory, SavePolicy, SaveStrategies, SaveWorld, SaveWorldAllocation,
 )
 from domain.effects import RemoveNode, RemoveValidations, SaveNode, SaveValidation
+from domain.idempotency import StoredReply
 from domain.state import WorldState
 from domain.timefmt import iso_z
 from messages.activation import ActivationEntry
@@ -300,7 +301,8 @@ class SqlStore:
         """A second insert of the same id fails the item: the command was applied concurrently elsewhere."""
         conn.execute(self._sql.insert_command, {
             "world_id": item.world_id, "command_id": effect.command_id, "status": effect.status,
-            "reply": msgspec.to_builtins(effect.reply), "created_at": item.created_at})
+            "reply": msgspec.to_builtins(effect.reply), "created_at": item.created_at,
+            "content_hash": effect.content_hash})
 
     def _save_history(self, conn: sa.Connection, item: WriteItem, effect: SaveHistory) -> None:
         conn.execute(self._sql.upsert[t.history], {
@@ -367,16 +369,16 @@ class SqlStore:
         with self.engine.connect() as conn:
             return list(conn.execute(sa.select(t.worlds.c.id).order_by(t.worlds.c.id)).scalars())
 
-    def command_reply(self, world_id: str, command_id: str) -> tuple[int, Any] | None:
+    def command_reply(self, world_id: str, command_id: str) -> StoredReply | None:
         """The stored outcome of an already applied command id, if any."""
         p = t.processed_commands
-        query = sa.select(p.c.status, p.c.reply).where(p.c.world_id == world_id, p.c.command_id == command_id)
+        query = sa.select(p.c.status, p.c.reply, p.c.content_hash).where(p.c.world_id == world_id, p.c.command_id == command_id)
         try:
             with self.engine.connect() as conn:
                 row = conn.execute(query).first()
         except sa.exc.DBAPIError as exc:
             raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
-        return (row.status, row.reply) if row else None
+        return StoredReply(row.status, row.reply, row.content_hash) if row else None
 
     def worlds_with_open_runs(self) -> list[str]:
         r = t.apply_runs

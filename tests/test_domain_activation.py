@@ -12,13 +12,13 @@ from domain.activation import fold_audit, state_hash
 from domain.effects import AuditRecord
 from domain.handle import handle
 from domain.state import WorldState
-from messages.commands import command_decoder
+from messages.commands import external_command_decoder
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def _cmd(kind: str, **fields):  # type: ignore[no-untyped-def]
-    return command_decoder.decode(msgspec.json.encode({"kind": kind, "world_id": "w", **fields}))
+    return external_command_decoder.decode(msgspec.json.encode({"kind": kind, "world_id": "w", **fields}))
 
 
 def _world() -> tuple[WorldState, list[tuple[str, dict]]]:

@@ -39,7 +39,8 @@ def _drive(state: WorldState) -> WorldState:
 
 
 def _ack(state: WorldState, run_id: str, sequence: int, phase: str) -> WorldState:
-    outcome = apply.record_ack(state, AckActivation(world_id="w", run_id=run_id, sequence=sequence, phase=phase), NOW)
+    outcome = apply.record_ack(state, AckActivation(world_id="w", run_id=run_id, sequence=sequence, phase=phase),
+                               NOW).outcome
     return _drive(outcome.state) if outcome is not None else state
 
 

@@ -16,7 +16,7 @@ from domain.apply import ApplySettings, begin
 from domain.evalkey import eval_key
 from domain.handle import handle
 from domain.state import WorldState
-from messages.commands import command_decoder
+from messages.commands import external_command_decoder
 from messages.errors import CommandRejected
 from tests.conftest import Harness, make_config
 
@@ -229,7 +229,7 @@ def test_manual_edge_changes_wait_for_an_open_apply_run() -> None:
 
 
 def _command(kind: str, **fields: Any) -> Any:
-    return command_decoder.decode(msgspec.json.encode({"kind": kind, "world_id": "w1", **fields}))
+    return external_command_decoder.decode(msgspec.json.encode({"kind": kind, "world_id": "w1", **fields}))
 
 
 # --- validation cache ----------------------------------------------------------------------------------

@@ -44,15 +44,13 @@ from messages.wvg import (
     WorldNodeRef, WorldNodeUpsertRequest,
 )
 from messages.config import Auth
-from transport.auth import Authenticator, authorize, require
+from transport.auth import Authenticator, authorize, needs, require, require_command
 from transport.errors import client_error_handler
 from transport.metrics import EdgeMetrics
 
 CORRELATION_HEADER = "X-Correlation-ID"
 MAX_ID = 2**63 - 1  # audit ids are BIGINT: a larger cursor cannot name any entry
 PUBLIC = {"public": True}
-OPERATOR = {"role": "operator"}
-OWNER = {"role": "owner"}
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
@@ -127,6 +125,7 @@ def _caller(request: Request) -> dict[str, Any]:
 async def _run(request: Request, command_type: type, world_id: str, **fields: Any) -> Reply:
     caller = _caller(request)
     command = command_type(world_id=_world_id(world_id), **caller, **fields)
+    require_command(request, command)  # the role table both edges share; routes check it early too
     reply = await _edge(request).call(command)
     request.state.correlation_id = caller["correlation_id"]
     return reply
@@ -169,7 +168,6 @@ class WorldsController(Controller):
 
     @post("/", status_code=201, responses=_errors(409), opt={"world_in_body": True})  # type: ignore[misc]
     async def create(self, request: Request, data: JSONBody[WorldCreate]) -> Response[WorldRecord]:
-        require(request, data.id, "owner")
         return _respond(request, await _run(request, c.CreateWorld, data.id, body=data))
 
     @get("/", opt={"authenticated": True})
@@ -183,11 +181,11 @@ class WorldsController(Controller):
     async def get_world(self, request: Request, world_id: FromPath[str]) -> Response[WorldRecord]:
         return _respond(request, await _run(request, c.GetWorld, world_id))
 
-    @put("/{world_id:str}", opt=OWNER)
+    @put("/{world_id:str}", opt=needs(c.UpdateWorld))
     async def update(self, request: Request, world_id: FromPath[str], data: JSONBody[WorldUpdate]) -> Response[WorldRecord]:
         return _respond(request, await _run(request, c.UpdateWorld, world_id, body=data))
 
-    @delete("/{world_id:str}", status_code=204, opt=OWNER)
+    @delete("/{world_id:str}", status_code=204, opt=needs(c.DeleteWorld))
     async def delete_world(self, request: Request, world_id: FromPath[str], force: FromQuery[bool] = False) -> Response[None]:
         return _respond(request, await _run(request, c.DeleteWorld, world_id, force=force))
 
@@ -207,7 +205,7 @@ class WorldsController(Controller):
         headers = {"X-Next-After": str(page.next_after)} if page.next_after is not None else {}
         return _respond(request, Reply(200, page.entries), headers)
 
-    @post("/{world_id:str}/history", status_code=204, opt=OPERATOR)
+    @post("/{world_id:str}/history", status_code=204, opt=needs(c.PutHistory))
     async def put_history(self, request: Request, world_id: FromPath[str], data: JSONBody[HistoryRequest]) -> Response[None]:
         return _respond(request, await _run(request, c.PutHistory, world_id, body=data))
 
@@ -220,7 +218,7 @@ class PoliciesController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["policies"]
 
-    @post("/policies", status_code=200, opt=OWNER)
+    @post("/policies", status_code=200, opt=needs(c.AddPolicy))
     async def add(self, request: Request, world_id: FromPath[str], data: JSONBody[PolicyRequest]) -> Response[PolicyVersionRef]:
         return _respond(request, await _run(request, c.AddPolicy, world_id, body=data))
 
@@ -236,7 +234,7 @@ class PoliciesController(Controller):
     async def get_meta(self, request: Request, world_id: FromPath[str], version: FromPath[int]) -> Response[PolicyInfo]:
         return _respond(request, await _run(request, c.GetPolicyInfo, world_id, version=max(version, 1)))
 
-    @post("/set-default", status_code=200, opt=OWNER)
+    @post("/set-default", status_code=200, opt=needs(c.SetDefaultPolicy))
     async def set_default(self, request: Request, world_id: FromPath[str], data: JSONBody[SetDefaultRequest | None] = None,
                           v: Annotated[int | None, QueryParameter(ge=1)] = None) -> Response[PolicyVersionRef]:
         """The version comes in the body ``{"version": V}`` (reference) or as ``?v=V`` (its documentation)."""
@@ -255,7 +253,7 @@ class StrategiesController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["bindings", "decisions"]
 
-    @post("/bindings", status_code=200, opt=OWNER)
+    @post("/bindings", status_code=200, opt=needs(c.AddBindings))
     async def add_bindings(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.AddBindings, world_id, body=data))
 
@@ -264,7 +262,7 @@ class StrategiesController(Controller):
                            strategy_id: FromQuery[str | None] = None) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.GetBindings, world_id, strategy_id=strategy_id))
 
-    @post("/decisions", status_code=200, opt=OWNER)
+    @post("/decisions", status_code=200, opt=needs(c.SetDecisions))
     async def set_decisions(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
         return _respond(request, await _run(request, c.SetDecisions, world_id, body=data))
 
@@ -316,13 +314,14 @@ class ActivationController(Controller):
                                                          "key": "side", "source": "query"}])
         return _etagged(request, await _run(request, c.GetActivation, world_id, strategy_id=strategy_id, side=side))
 
-    @put("/activation", status_code=200, responses=_errors(404, 409, 412), opt=OPERATOR)
+    @put("/activation", status_code=200, responses=_errors(404, 409, 412), opt=needs(c.PutActivation))
     async def put_activation(self, request: Request, world_id: FromPath[str],
                              data: JSONBody[ActivationRequest]) -> Response[ActivationEnvelope]:
         if_match = request.headers.get("If-Match")
         if_match = if_match.strip().removeprefix("W/").strip('"') if if_match else None
         reply = await _run(request, c.PutActivation, world_id, body=data, if_match=if_match)
-        headers = {"ETag": header_etag(reply.body.etag)} if reply.ok else {}
+        body = msgspec.to_builtins(reply.body) if reply.ok else {}  # a replayed reply is plain JSON already
+        headers = {"ETag": header_etag(body["etag"])} if reply.ok else {}
         return _respond(request, reply, headers)
 
     @get("/activation/state_hash")
@@ -347,7 +346,7 @@ class ApplyController(Controller):
         """Policy selection only: the active set an apply of these metrics would choose; nothing changes."""
         return _respond(request, await _run(request, c.Evaluate, world_id, body=data))
 
-    @post("/apply", status_code=200, opt=OPERATOR, responses={**_errors(404, 409, 422, 500),
+    @post("/apply", status_code=200, opt=needs(c.StartApply), responses={**_errors(404, 409, 422, 500),
                                                 202: ResponseSpec(data_container=ApplyAck, description="held")})
     async def apply(self, request: Request, world_id: FromPath[str], data: JSONBody[ApplyRequest]) -> Response[ApplyAck]:
         """Freeze -> switch -> unfreeze. Answers when the run completed (200), rolled back (500; a repeat
@@ -382,14 +381,14 @@ class WorldViewGraphController(Controller):
         return _respond(request, await _run(request, c.GetNode, world_id, node_id=_path_id(node_id, "node_id"),
                                             execution_domain=execution_domain))
 
-    @put("/nodes/{node_id:str}", status_code=200, responses=_errors(404, 422), opt=OPERATOR)
+    @put("/nodes/{node_id:str}", status_code=200, responses=_errors(404, 422), opt=needs(c.PutNode))
     async def put_node(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
                        data: JSONBody[WorldNodeUpsertRequest]) -> Response[WorldNodeRef]:
         """Fields left out (``last_eval_key``, ``annotations``) keep their stored value."""
         return _respond(request, await _run(request, c.PutNode, world_id, node_id=_path_id(node_id, "node_id"),
                                             body=data))
 
-    @delete("/nodes/{node_id:str}", status_code=204, responses=_errors(404, 422), opt=OPERATOR)
+    @delete("/nodes/{node_id:str}", status_code=204, responses=_errors(404, 422), opt=needs(c.DeleteNode))
     async def delete_node(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
                           execution_domain: DomainQuery = None) -> Response[None]:
         return _respond(request, await _run(request, c.DeleteNode, world_id, node_id=_path_id(node_id, "node_id"),
@@ -399,7 +398,8 @@ class WorldViewGraphController(Controller):
     async def list_edges(self, request: Request, world_id: FromPath[str]) -> Response[list[EdgeOverrideOut]]:
         return _respond(request, await _run(request, c.ListEdgeOverrides, world_id))
 
-    @put("/edges/{src_node_id:str}/{dst_node_id:str}", status_code=200, responses=_errors(404, 422), opt=OPERATOR)
+    @put("/edges/{src_node_id:str}/{dst_node_id:str}", status_code=200, responses=_errors(404, 422),
+         opt=needs(c.PutEdgeOverride))
     async def put_edge(self, request: Request, world_id: FromPath[str], src_node_id: FromPath[str],
                        dst_node_id: FromPath[str], data: JSONBody[EdgeOverrideUpsertRequest]) -> Response[EdgeOverrideOut]:
         """Leaving ``reason`` out keeps the stored reason. Every change is announced on the ControlBus
@@ -414,12 +414,13 @@ class WorldViewGraphController(Controller):
         """A read for the caller (reader role); an entry cached under another context is evicted."""
         return _respond(request, await _run(request, c.LookupValidation, world_id, body=data))
 
-    @post("/validations/cache", status_code=200, responses=_errors(404, 422), opt=OPERATOR)
+    @post("/validations/cache", status_code=200, responses=_errors(404, 422), opt=needs(c.StoreValidation))
     async def store_validation(self, request: Request, world_id: FromPath[str],
                                data: JSONBody[ValidationStoreRequest]) -> Response[ValidationCacheResponse]:
         return _respond(request, await _run(request, c.StoreValidation, world_id, body=data))
 
-    @delete("/validations/{node_id:str}", status_code=204, responses=_errors(404, 422), opt=OPERATOR)
+    @delete("/validations/{node_id:str}", status_code=204, responses=_errors(404, 422),
+            opt=needs(c.DeleteValidation))
     async def delete_validation(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
                                 execution_domain: DomainQuery = None) -> Response[None]:
         """No ``execution_domain``: every domain of the node."""
@@ -460,8 +461,8 @@ class RebalancingController(Controller):
         planned = await _planned(request, data)
         if isinstance(planned, Response):
             return planned
-        for world_id in planned.per_world:
-            require(request, world_id, "operator")
+        for world_id in planned.per_world:  # every world before any is recorded
+            require(request, world_id, c.REQUIRED_ROLE[c.RecordRebalance])
         alpha = msgspec.to_builtins(planned.alpha_metrics) if planned.alpha_metrics else None
         replies = await asyncio.gather(*[
             _run(request, c.RecordRebalance, world_id, body=RebalanceNotice(
@@ -480,8 +481,6 @@ class AllocationsController(Controller):
     async def upsert(self, request: Request, data: JSONBody[AllocationUpsertRequest]) -> Response[AllocationUpsertResponse]:
         """Idempotent by ``run_id``: the same content replays the stored plan (executing it once if asked
         and not yet done); other content, or an ``etag`` that is not the run's, is 409."""
-        for world_id in data.world_allocations:
-            require(request, world_id, "operator")
         first = min(data.world_allocations, default="allocations")
         return _respond(request, await _run(request, c.UpsertAllocations, first, body=data))
 

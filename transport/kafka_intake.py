@@ -1,9 +1,13 @@
 """Kafka edges into the actors: the command topic (with replies and a dead-letter topic) and Gateway ACKs.
 
-Commands: key = world_id, value = one JSON command of the ``kind``-tagged union, headers ``correlation_id``
-and ``reply_to``. A batch is handed to the world actors in order (so per world in order), every reply is
+Commands: key = world_id, value = one JSON command of the external ``kind``-tagged union (the daemon's
+internal messages are not decodable here), headers ``correlation_id``, ``reply_to`` and, with auth on,
+``authorization: Bearer <token>`` (the HTTP edge's header name), verified with the HTTP edge's
+configuration and role table; the command's ``actor`` is then the token's subject. A batch is handed to the world actors in order (so per world in order), every reply is
 awaited (the command is durable by then), replies are published, and only then does the consumer commit.
-An undecodable or invalid command goes to the dead-letter topic with the reason and the consumer goes on. A
+An undecodable, invalid, unauthenticated or unauthorised command goes to the dead-letter topic with the
+reason (its token removed) and the consumer goes on; nothing of it reaches an actor. ``upsert_allocations``
+(the body of ``POST /allocations``) goes to the allocation coordinator, idempotent by its ``run_id``. A
 transient refusal (storage down, draining) fails the batch, so it is redelivered rather than acknowledged;
 a redelivered command is applied once, because its ``command_id`` (or, without one, its topic, partition
 and offset) is remembered with its outcome in the same transaction as its effects.
@@ -21,8 +25,9 @@ import structlog
 
 from actors.bridge import Reply
 from actors.bus import AckIntake
-from messages.commands import AnyCommand, Command, command_decoder
+from messages.commands import Command, ExternalCommand, external_command_decoder
 from transport.kafka import ConsumedRecord
+from transport.principals import Authenticator, Forbidden, Principal, Unauthenticated, authorize_command
 
 log = structlog.get_logger("worldservice.kafka_intake")
 _TRANSIENT = (503, 504)
@@ -31,6 +36,14 @@ _TRANSIENT = (503, 504)
 class RawSender(Protocol):
     async def send_raw(self, topic: str, key: str | None, value: bytes,
                        headers: dict[str, str] | None = None) -> None: ...
+
+
+def _transient(reply: Reply) -> bool:
+    return reply.status in _TRANSIENT and not reply.permanent
+
+
+class _Refused(Exception):
+    """Why a record goes to the dead-letter topic instead of an actor."""
 
 
 class TransientRefusal(Exception):
@@ -63,6 +76,8 @@ class CommandIntake:
     call: Callable[[Command], Awaitable[Reply]]
     sender: RawSender
     dlq_topic: str
+    authenticator: Authenticator | None = None  # None: auth off, commands are taken as sent
+    auth_header: str = "Authorization"  # matched case-insensitively, like an HTTP header
     applied: int = 0
     dead_lettered: int = 0
 
@@ -75,30 +90,62 @@ class CommandIntake:
         # Every send happens before the first await, in order, so a world sees its commands in log order.
         calls = [asyncio.ensure_future(self.call(command)) for _, command in accepted]
         replies = await asyncio.gather(*calls)
-        if any(reply.status in _TRANSIENT for reply in replies):
-            raise TransientRefusal(f"{sum(r.status in _TRANSIENT for r in replies)} commands refused transiently")
+        transient = sum(_transient(reply) for reply in replies)
+        if transient:
+            raise TransientRefusal(f"{transient} commands refused transiently")
         # Replies go out together (one broker round trip for the batch, not one per command).
         await asyncio.gather(*[self._reply(record, command, reply)
                                for (record, command), reply in zip(accepted, replies, strict=True)])
         self.applied += len(accepted)
 
-    async def _decoded(self, record: ConsumedRecord) -> AnyCommand | None:
+    async def _decoded(self, record: ConsumedRecord) -> ExternalCommand | None:
         try:
-            command = command_decoder.decode(record.value)
+            return self._admitted(record)
+        except _Refused as refused:
+            await self._dead_letter(record, str(refused))
+            return None
+
+    def _admitted(self, record: ConsumedRecord) -> ExternalCommand:
+        """Authenticate (before decoding, as HTTP does), decode, check the key and the role."""
+        principal = self._principal(record)
+        try:
+            command = external_command_decoder.decode(record.value)
         except msgspec.DecodeError as exc:
-            await self._dead_letter(record, f"invalid command: {exc}")
-            return None
+            raise _Refused(f"invalid command: {exc}") from None
         if record.key is not None and record.key != command.world_id:
-            await self._dead_letter(record, f"message key {record.key!r} is not the command's world_id")
-            return None
+            raise _Refused(f"message key {record.key!r} is not the command's world_id")
+        if principal is not None:
+            try:
+                authorize_command(principal, command)
+            except Forbidden as exc:
+                raise _Refused(f"403 forbidden: {exc.detail}") from None
         return msgspec.structs.replace(
-            command, correlation_id=command.correlation_id or record.headers.get("correlation_id"),
+            command, actor=principal.subject if principal is not None else command.actor,
+            correlation_id=command.correlation_id or record.headers.get("correlation_id"),
             command_id=command.command_id or f"kafka:{record.topic}:{record.partition}:{record.offset}")
 
+    def _principal(self, record: ConsumedRecord) -> Principal | None:
+        if self.authenticator is None:
+            return None
+        try:
+            return self.authenticator.authenticate(self._token_header(record.headers))
+        except Unauthenticated as exc:
+            raise _Refused(f"401 unauthenticated: {exc.detail}") from None
+
+    def _token_header(self, headers: dict[str, str]) -> str | None:
+        wanted = self.auth_header.lower()
+        return next((value for name, value in headers.items() if name.lower() == wanted), None)
+
+    def _without_token(self, headers: dict[str, str]) -> dict[str, str]:
+        """Dead letters are read by people and tools that must not get a replayable credential."""
+        wanted = self.auth_header.lower()
+        return {name: value for name, value in headers.items() if name.lower() != wanted}
+
     async def _dead_letter(self, record: ConsumedRecord, error: str) -> None:
+        headers = self._without_token(record.headers)
         letter = DeadLetter(error=error, topic=record.topic, partition=record.partition, offset=record.offset,
-                            key=record.key, value=record.value.decode(errors="replace"), headers=record.headers)
-        await self.sender.send_raw(self.dlq_topic, record.key, msgspec.json.encode(letter), record.headers)
+                            key=record.key, value=record.value.decode(errors="replace"), headers=headers)
+        await self.sender.send_raw(self.dlq_topic, record.key, msgspec.json.encode(letter), headers)
         self.dead_lettered += 1
         log.warning("command_dead_lettered", error=error, offset=record.offset, partition=record.partition)
 
@@ -123,7 +170,7 @@ def ack_handler(intake: AckIntake, call: Callable[[Command], Awaitable[Reply]]) 
         for ack, reply in zip(acks, replies, strict=True):
             if reply.ok:
                 intake.remember(ack)
-        if any(reply.status in _TRANSIENT for reply in replies):
+        if any(_transient(reply) for reply in replies):
             raise TransientRefusal("an ACK could not be recorded; redeliver the batch")
 
     return handle
