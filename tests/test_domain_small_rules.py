@@ -13,14 +13,14 @@ from domain.effects import AuditRecord, SaveNode, SaveStrategies
 from domain.handle import answer, handle
 from domain.state import WorldState
 from domain.timefmt import MAX_CLIENT_SKEW, refuse_future
-from messages.commands import command_decoder
+from messages.commands import external_command_decoder
 from messages.errors import CommandRejected
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def _cmd(kind: str, **fields):  # type: ignore[no-untyped-def]
-    return command_decoder.decode(msgspec.json.encode({"kind": kind, "world_id": "w", **fields}))
+    return external_command_decoder.decode(msgspec.json.encode({"kind": kind, "world_id": "w", **fields}))
 
 
 def _world() -> WorldState:
