@@ -125,14 +125,19 @@ def policies() -> st.SearchStrategy[dict[str, Any]]:
                      _often(decision_sections()), st.fixed_dictionaries({}, optional={"thresholds": thresholds}))
 
 
+# Ages of evidence, either side of the 1h max_lag; a few values, not a range: every integer is a dozen
+# shrink steps, and each step is a whole sequence against a daemon.
+AGES_S = (0, 60, 1800, 5400)
+
+
 def evidence() -> st.SearchStrategy[dict[str, Any]]:
     """A history post; ``age_s``/``data_age_s`` are turned into timestamps in the past of the clock."""
     metrics = st.fixed_dictionaries({"sharpe": st.sampled_from((0.2, 1.5, 3.0)), "max_dd": st.just(0.1),
                                      "n_trades_total": st.just(50.0)})
     return st.fixed_dictionaries({
-        "strategy_id": st.sampled_from(STRATEGIES), "age_s": st.integers(0, 3600),
+        "strategy_id": st.sampled_from(STRATEGIES), "age_s": st.sampled_from(AGES_S),
         "rows": _often(5000), "metrics": _often(metrics),
-    }, optional={"dataset_fingerprint": st.sampled_from(FINGERPRINTS), "data_age_s": st.integers(0, 7200)})
+    }, optional={"dataset_fingerprint": st.sampled_from(FINGERPRINTS), "data_age_s": st.sampled_from(AGES_S)})
 
 
 def activations() -> st.SearchStrategy[dict[str, Any]]:
@@ -293,15 +298,12 @@ class DaemonMachine(RuleBasedStateMachine):
         assert response.status_code == 200, f"GET {path} {params} -> {response.status_code}: {_json(response)}"
         return response.json()
 
-    @initialize(target=WORLD, flags=st.lists(world_flags(), min_size=len(WORLDS), max_size=len(WORLDS)))
-    def create_worlds(self, flags: list[dict[str, Any]]) -> Any:
-        # Every world of the pool exists from the start, so the steps go to the rules that matter; a
-        # world's flags still change through update_world.
-        for wid, body in zip(WORLDS, flags):
-            if self._send("POST", "/worlds", json={"id": wid, "name": wid, **body}).status_code == 201:
-                self.created.append(wid)
-                self.dirty.add(wid)
-        return multiple(*self.created)
+    def _create(self, wid: str, body: dict[str, Any]) -> bool:
+        created = self._send("POST", "/worlds", json={"id": wid, "name": wid, **body}).status_code == 201
+        if created:
+            self.created.append(wid)
+            self.dirty.add(wid)
+        return created
 
     @rule(wid=WORLD, body=world_updates())
     def update_world(self, wid: str, body: dict[str, Any]) -> None:
@@ -429,9 +431,29 @@ class Applies(DaemonMachine):
 class SwitchingMachine(Overrides, Applies):
     """Everything that names a mode, a domain or an edge: activation overrides, edges, applies."""
 
+    @initialize(target=WORLD, flags=st.lists(world_flags(), min_size=len(WORLDS), max_size=len(WORLDS)))
+    def create_worlds(self, flags: list[dict[str, Any]]) -> Any:
+        # Every world of the pool exists from the start, so every step goes to a rule that matters.
+        return multiple(*[wid for wid, body in zip(WORLDS, flags) if self._create(wid, body)])
+
 
 class DecideMachine(Decisions):
     """Everything ``/decide`` reads: strategies, policies, evidence, time."""
+
+    @initialize(target=WORLD, worlds=st.lists(st.tuples(world_flags(), strategy_lists(), st.none() | policies()),
+                                              min_size=len(WORLDS), max_size=len(WORLDS)))
+    def create_worlds(self, worlds: list[tuple[dict[str, Any], list[str], dict[str, Any] | None]]) -> Any:
+        # The worlds start with bindings, decided strategies and maybe a policy: swarm testing switches
+        # rules off per sequence, and the four-rule prefix /decide needs before it can say live was rare.
+        # The rules still change all of it.
+        for wid, (body, strategies, policy) in zip(WORLDS, worlds):
+            if not self._create(wid, body):
+                continue
+            for kind in ("bindings", "decisions"):
+                self._send("POST", f"/worlds/{wid}/{kind}", json={"strategies": strategies})
+            if policy is not None:
+                self._send("POST", f"/worlds/{wid}/policies", json={"policy": policy})
+        return multiple(*self.created)
 
 
 # --- the tests -------------------------------------------------------------------------------------
