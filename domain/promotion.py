@@ -1,10 +1,9 @@
-"""What follows from the default-safe rule (``domain.default_safe``): a refused promotion, a change of the
-world's execution domain, and the demotion of a live world that may no longer be live.
+"""What follows from the default-safe rule (``domain.default_safe``, which also builds a refusal): a change
+of the world's execution domain, and the demotion of a live world that may no longer be live.
 
-A domain change is one
-set of effects wherever it happens (apply's Switch, its rollback, a demotion): the world record, an audit
-entry for the timeline, and ``execution_domain_updated`` on the ControlBus naming the world's queue
-namespace ``{world_id}.{execution_domain}`` (seed §4), so consumers rebind.
+A domain change is one set of effects wherever it happens (apply's Switch, its rollback, a demotion): the
+world record, an audit entry for the timeline, and ``execution_domain_updated`` on the ControlBus naming the
+world's queue namespace ``{world_id}.{execution_domain}`` (seed §4), so consumers rebind.
 """
 
 from __future__ import annotations
