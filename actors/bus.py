@@ -97,7 +97,6 @@ class AckIntake:
         self._metrics = metrics or ActorMetrics()
         self._seen: OrderedDict[tuple[str, str, int, str], None] = OrderedDict()
         self._lock = threading.Lock()
-        self.rejected = 0
 
     def parse(self, raw: bytes | dict[str, Any]) -> AckActivation | None:
         """The ACK as a command, or ``None`` when it is malformed or was already recorded."""
@@ -108,7 +107,6 @@ class AckIntake:
             command = msgspec.convert({"kind": "ack_activation", "world_id": ack.world_id, "run_id": ack.run_id,
                                        "sequence": ack.sequence, "phase": ack.phase}, AckActivation)
         except msgspec.DecodeError as exc:  # also every ValidationError
-            self.rejected += 1
             self._metrics.ack_anomaly("invalid", error=str(exc))
             return None
         with self._lock:

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET
 
 from domain.default_safe import LIVE, refused, world_refusals
-from domain.effects import AuditRecord, OutboxEvent, SaveActivation
+from domain.effects import AuditRecord, Effect, OutboxEvent, SaveActivation
 from domain.events import cloudevent
 from domain.hashing import blake3_hex, reference_json
 from domain.state import Outcome, WorldState, require_world
@@ -85,15 +85,19 @@ def put_activation(state: WorldState, cmd: PutActivation, now: datetime) -> Outc
     entries.setdefault(body.strategy_id, {})[body.side] = entry
     digest = state_hash(counter, entries)
     new_state = msgspec.structs.replace(state, activation=entries, activation_counter=counter)
-    result = {"version": counter, "strategy_id": body.strategy_id, "side": body.side, **msgspec.to_builtins(entry)}
     event = _activation_event(state.world_id, body.strategy_id, body.side, entry, digest, counter, cmd, now)
-    effects = [
-        SaveActivation(strategy_id=body.strategy_id, side=body.side, entry=entry),
-        AuditRecord(event="activation_updated", request=msgspec.to_builtins(body), result=result),
-        event,
-    ]
+    effects = entry_written(body.strategy_id, body.side, entry, counter, event, msgspec.to_builtins(body))
     reply = envelope(state.world_id, body.strategy_id, body.side, entry, state_hash=digest)
     return Outcome(state=new_state, effects=effects, reply=reply)
+
+
+def entry_written(sid: str, side: str, entry: ActivationEntry, counter: int, event: OutboxEvent,
+                  request: dict[str, Any] | None = None) -> list[Effect]:
+    """One activation write: stored, audited (the audit log is what rebuilds the projection) and announced.
+    Every writer (PUT, apply's phases, a demotion) goes through here, so the three never drift apart."""
+    result = {"version": counter, "strategy_id": sid, "side": side, **msgspec.to_builtins(entry)}
+    return [SaveActivation(strategy_id=sid, side=side, entry=entry),
+            AuditRecord(event="activation_updated", request=request, result=result), event]
 
 
 def activation_event(world_id: str, sid: str, side: str, entry: ActivationEntry, digest: str, counter: int,

@@ -20,7 +20,7 @@ import msgspec
 
 from domain import apply_switch
 from domain.acks import AckRecorded, ack_verdict
-from domain.activation import activation_etag, activation_event, state_hash
+from domain.activation import activation_etag, activation_event, entry_written, state_hash
 from domain.default_safe import (
     LIVE,
     NOT_PROMOTED,
@@ -37,7 +37,6 @@ from domain.effects import (
     OutboxEvent,
     RemoveActivation,
     SaveAck,
-    SaveActivation,
     SaveApplyRun,
     SaveStrategies,
 )
@@ -159,9 +158,7 @@ class _Writer:
                                  phase=phase, requires_ack=True, sequence=self.sequence)
         self.events.append(RunEvent(sequence=self.sequence, phase=phase, strategy_id=sid, side=side,  # type: ignore[arg-type]
                                     etag=entry.etag, topic=event.topic, cloudevent=event.cloudevent))
-        result = {"version": self.counter, "strategy_id": sid, "side": side, **msgspec.to_builtins(entry)}
-        self.effects += [SaveActivation(strategy_id=sid, side=side, entry=entry),
-                         AuditRecord(event="activation_updated", request=None, result=result), event]
+        self.effects += entry_written(sid, side, entry, self.counter, event)
 
     def remove(self, sid: str, side: str) -> None:
         self.counter += 1

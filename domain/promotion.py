@@ -13,14 +13,13 @@ from typing import Any
 
 import msgspec
 
-from domain.activation import activation_etag, activation_event, state_hash
+from domain.activation import activation_etag, activation_event, entry_written, state_hash
 from domain.default_safe import BACKTEST, LIVE, capped_mode
-from domain.effects import AuditRecord, Effect, SaveActivation, SaveEdge, SaveWorld
+from domain.effects import AuditRecord, Effect, SaveEdge, SaveWorld
 from domain.events import cloudevent
 from domain.state import WorldState
 from domain.timefmt import iso_z
 from domain.wvg import edge_event, edge_into_live, invalidate_all
-from messages.activation import ActivationEntry
 from messages.worlds import WorldRecord
 
 # Logical event family; ``worldservice.controlbus.topics.domains`` names its Kafka topic (control.domains).
@@ -81,16 +80,10 @@ def _compute_only_entries(state: WorldState, correlation: str, now: datetime) ->
                                             etag=activation_etag(state.world_id, sid, side, counter),
                                             ts=iso_z(now))
             entries[sid][side] = entry
-            effects += _entry_effects(state.world_id, sid, side, entry, counter, entries, correlation, now)
+            event = activation_event(state.world_id, sid, side, entry, state_hash(counter, entries), counter,
+                                     correlation, now)
+            effects += entry_written(sid, side, entry, counter, event)
     return msgspec.structs.replace(state, activation=entries, activation_counter=counter), effects
-
-
-def _entry_effects(world_id: str, sid: str, side: str, entry: ActivationEntry, counter: int,
-                   entries: dict[str, dict[str, ActivationEntry]], correlation: str, now: datetime) -> list[Effect]:
-    result = {"version": counter, "strategy_id": sid, "side": side, **msgspec.to_builtins(entry)}
-    return [SaveActivation(strategy_id=sid, side=side, entry=entry),
-            AuditRecord(event="activation_updated", request=None, result=result),
-            activation_event(world_id, sid, side, entry, state_hash(counter, entries), counter, correlation, now)]
 
 
 def _live_edges_closed(state: WorldState, reason: str, correlation: str,

@@ -3,8 +3,9 @@
 Commands: key = world_id, value = one JSON command of the external ``kind``-tagged union (the daemon's
 internal messages are not decodable here), headers ``correlation_id``, ``reply_to`` and, with auth on,
 ``authorization: Bearer <token>`` (the HTTP edge's header name), verified with the HTTP edge's
-configuration and role table; the command's ``actor`` is then the token's subject. A batch is handed to the world actors in order (so per world in order), every reply is
-awaited (the command is durable by then), replies are published, and only then does the consumer commit.
+configuration and role table; the command's ``actor`` is then the token's subject. A batch is handed to the
+world actors in order (so per world in order), every reply is awaited (the command is durable by then),
+replies are published, and only then does the consumer commit.
 An undecodable, invalid, unauthenticated or unauthorised command goes to the dead-letter topic with the
 reason (its token removed) and the consumer goes on; nothing of it reaches an actor. ``upsert_allocations``
 (the body of ``POST /allocations``) goes to the allocation coordinator, idempotent by its ``run_id``. A
