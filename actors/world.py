@@ -158,7 +158,7 @@ class WorldActor(pykka.ThreadingActor):
         try:
             reply = self._dispatch(request)
         except CommandRejected as exc:
-            reply = error_reply(exc.status, exc.detail)
+            reply = error_reply(exc.status, exc.detail) if exc.body is None else Reply(exc.status, exc.body)
         except StorageUnavailable as exc:
             bound.error("storage_unavailable", error=str(exc))
             reply = self._reset(request, 503, "storage unavailable; retry")

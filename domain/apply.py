@@ -43,7 +43,7 @@ from domain.effects import (
 from domain.gating import COMPUTE_ONLY, GatingPlan, parse_gating, pre_promotion_failure
 from domain.hashing import blake3_hex, canonical_json
 from domain.policies import default_policy, normalise
-from domain.selection import parse_correlations, select
+from domain.selection import SelectionResult, parse_correlations, select
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
 from messages.activation import ActivationEntry
@@ -51,12 +51,11 @@ from messages.apply import (
     ApplyRequest,
     ApplyRun,
     EvaluateRequest,
-    EvaluateResponse,
     RunEvent,
 )
-from messages.commands import AckActivation, Evaluate, StartApply
+from messages.commands import AckActivation, StartApply
 from messages.errors import conflict, unprocessable
-from messages.policies import PolicyRequest
+from messages.policies import Policy, PolicyRequest
 
 Entries = dict[str, dict[str, ActivationEntry]]
 
@@ -101,23 +100,20 @@ def _policy_for(state: WorldState, body: EvaluateRequest) -> tuple[Any, int | No
     return normalise(PolicyRequest(policy=stored.document)), stored.version
 
 
-def _selection(state: WorldState, body: EvaluateRequest) -> tuple[Any, int | None]:
+def select_for(state: WorldState, body: EvaluateRequest) -> tuple[SelectionResult, int | None, Policy]:
+    """The policy's selection over the body's metrics, the policy version it ran (none: inline) and the
+    policy itself."""
     policy, version = _policy_for(state, body)
     previous = body.previous or state.decisions
-    return select(policy, body.metrics, list(previous), parse_correlations(body.correlations), body.stage), version
-
-
-def evaluate(state: WorldState, query: Evaluate, now: datetime) -> EvaluateResponse:
-    require_world(state)
-    result, _ = _selection(state, query.body)
-    return EvaluateResponse(active=result.active, ruleset_hash=result.ruleset_hash, notes=result.notes)
+    result = select(policy, body.metrics, list(previous), parse_correlations(body.correlations), body.stage)
+    return result, version, policy
 
 
 def _target(state: WorldState, body: ApplyRequest) -> tuple[list[str], int | None]:
     if body.plan is not None:
         previous = set(body.previous or state.decisions)
         return sorted((previous - set(body.plan.deactivate)) | set(body.plan.activate)), _default_version(state)
-    result, version = _selection(state, body)
+    result, version, _ = select_for(state, body)
     return result.active, version if version is not None else _default_version(state)
 
 

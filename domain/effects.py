@@ -12,6 +12,7 @@ import msgspec
 
 from messages.activation import ActivationEntry
 from messages.apply import ApplyRun, EdgeOverride
+from messages.evaluation import EvaluationRun
 from messages.decisions import DecisionRecord, DecisionState, HistoryEntry
 from messages.policies import PolicyInfo
 from messages.worlds import WorldRecord
@@ -134,6 +135,12 @@ class RememberCommand(msgspec.Struct, tag=True):
     content_hash: str | None = None  # a reuse of the id with other content is refused, not replayed
 
 
+class SaveEvaluationRun(msgspec.Struct, tag=True):
+    """One revision of an evaluation run: appended, never rewritten (the revisions are its history)."""
+
+    run: EvaluationRun
+
+
 class SaveHistory(msgspec.Struct, tag=True):
     entry: HistoryEntry
 
@@ -154,4 +161,5 @@ class OutboxEvent(msgspec.Struct, tag=True):
 
 Effect = (SaveWorld | RemoveWorld | SavePolicy | SaveStrategies | SaveActivation | RemoveActivation | SaveHistory
           | SaveApplyRun | SaveAck | SaveEdge | SaveWorldAllocation | SaveAllocationRun | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent
-          | SaveNode | RemoveNode | SaveValidation | RemoveValidations | SaveDecision | RecordDecision)
+          | SaveNode | RemoveNode | SaveValidation | RemoveValidations | SaveDecision | RecordDecision
+          | SaveEvaluationRun)

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, apply, apply_answers, policies, worlds, wvg
+from domain import activation, apply_answers, evaluation, policies, worlds, wvg
 from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
@@ -37,6 +37,10 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
     c.StoreValidation: wvg.store_validation,
     c.LookupValidation: wvg.lookup_validation,
     c.DeleteValidation: wvg.delete_validation,
+    c.Evaluate: evaluation.evaluate,
+    c.EvaluateCohort: evaluation.evaluate_cohort,
+    c.OverrideRun: evaluation.override_run,
+    c.RecordExPostFailure: evaluation.record_ex_post_failure,
 }
 
 
@@ -88,11 +92,14 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetActivationSet: lambda s, q, now: activation.activation_set(s),
     c.GetStateHash: lambda s, q, now: _state_hash(s),
     c.GetHistory: lambda s, q, now: worlds.history_out(s),
-    c.Evaluate: apply.evaluate,
     c.GetApplyRun: lambda s, q, now: apply_answers.run_out(s, q.run_id),
     c.ListNodes: wvg.list_nodes,
     c.GetNode: wvg.get_node,
     c.ListEdgeOverrides: wvg.list_edges,
+    c.ListRuns: evaluation.list_runs,
+    c.GetRun: evaluation.get_run,
+    c.GetRunMetrics: evaluation.get_run_metrics,
+    c.GetRunHistory: evaluation.get_run_history,
 }
 
 

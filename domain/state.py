@@ -11,6 +11,7 @@ from messages.activation import ActivationEntry
 from messages.apply import ApplyRun, EdgeOverride
 from messages.decisions import DecisionRecord, HistoryEntry
 from messages.errors import not_found
+from messages.evaluation import EvaluationRun
 from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
 
@@ -34,6 +35,8 @@ class WorldState(msgspec.Struct, kw_only=True):
     # World View Graph, both keyed node_id -> execution domain -> record (a node's domains are one bucket).
     nodes: dict[str, dict[str, WorldNodeRef]] = {}
     validations: dict[str, dict[str, ValidationEntry]] = {}
+    # Evaluation runs: strategy_id -> run_id -> revisions, oldest first (the last is the run).
+    evaluations: dict[str, dict[str, list[EvaluationRun]]] = {}
 
     def open_run(self) -> ApplyRun | None:
         """At most one run per world is not terminal."""

@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from messages.activation import ActivationEntry
+from messages.activation import ActivationEntry, ActivationEnvelope
+from messages.decisions import DecisionEnvelope
+from messages.evaluation import EvaluationOverride
 from messages.types import Identifier, Weight
 
 
@@ -36,7 +38,23 @@ class EvaluateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     risk_tier: str | None = None
     strategy_id: str | None = None
     model_card_version: str | None = None
-    override: dict[str, Any] | None = None
+    override: EvaluationOverride | None = None
+
+
+class CohortEvaluateRequest(EvaluateRequest, kw_only=True):
+    """``POST /worlds/{id}/evaluate-cohort``: one evaluation of many strategies under one campaign id.
+    ``candidates`` defaults to the sorted keys of ``metrics``; every candidate needs metrics."""
+
+    campaign_id: Identifier
+    candidates: list[Identifier] | None = None
+
+
+class CohortEvaluateResponse(msgspec.Struct, kw_only=True):
+    campaign_id: str
+    run_id: str
+    candidates: list[str]
+    active: list[str]
+    evaluation_runs: dict[str, str]
 
 
 class ApplyRequest(EvaluateRequest, kw_only=True):
@@ -54,6 +72,9 @@ class EvaluateResponse(msgspec.Struct, kw_only=True):
     evaluation_run_url: str | None = None
     ruleset_hash: str | None = None
     notes: list[str] = []
+    # ``SubmitResult.ws``: the world's decision and the strategy's activation as they stand.
+    decision: DecisionEnvelope | None = None
+    activation: ActivationEnvelope | None = None
 
 
 class ApplyAck(msgspec.Struct, kw_only=True):

@@ -14,7 +14,8 @@ import msgspec
 from msgspec import Meta
 
 from messages.activation import ActivationRequest
-from messages.apply import ApplyRequest, EvaluateRequest
+from messages.apply import ApplyRequest, CohortEvaluateRequest, EvaluateRequest
+from messages.evaluation import EvaluationOverride, ExPostFailureRecord
 from messages.bindings import StrategiesRequest
 from messages.rebalancing import AllocationUpsertRequest, RebalanceNotice
 from messages.decisions import HistoryRequest
@@ -75,6 +76,28 @@ class PutHistory(Command, tag="put_history"):
 
 class StartApply(Command, tag="apply"):
     body: ApplyRequest
+
+
+class Evaluate(Command, tag="evaluate"):
+    """Run the policy over the metrics and record the evaluation run it makes (reference §1.4)."""
+
+    body: EvaluateRequest
+
+
+class EvaluateCohort(Command, tag="evaluate_cohort"):
+    body: CohortEvaluateRequest
+
+
+class OverrideRun(Command, tag="override_run"):
+    strategy_id: Identifier
+    run_id: Identifier
+    body: EvaluationOverride
+
+
+class RecordExPostFailure(Command, tag="record_ex_post_failure"):
+    strategy_id: Identifier
+    run_id: Identifier
+    body: ExPostFailureRecord
 
 
 class AckActivation(Command, tag="ack_activation"):
@@ -200,10 +223,6 @@ class GetHistory(Command, tag="get_history"):
     pass
 
 
-class Evaluate(Command, tag="evaluate"):
-    body: EvaluateRequest
-
-
 class GetApplyRun(Command, tag="get_apply_run"):
     run_id: Identifier
 
@@ -232,10 +251,27 @@ class ListEdgeOverrides(Command, tag="list_edge_overrides"):
     pass
 
 
+class ListRuns(Command, tag="list_runs"):
+    strategy_id: Identifier
+
+
+class GetRun(Command, tag="get_run"):
+    strategy_id: Identifier
+    run_id: Identifier
+
+
+class GetRunMetrics(GetRun, tag="get_run_metrics"):
+    """409 ``E_RUN_NOT_EVALUATED`` while the run has no metrics."""
+
+
+class GetRunHistory(GetRun, tag="get_run_history"):
+    pass
+
+
 Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
-    GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, Evaluate, GetApplyRun,
-    ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory,
+    GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, GetApplyRun,
+    ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory, ListRuns, GetRun, GetRunMetrics, GetRunHistory,
 ]
 
 # --- who may send what -------------------------------------------------------------------------------
@@ -244,6 +280,7 @@ ExternalMutation = Union[
     CreateWorld, UpdateWorld, DeleteWorld, AddPolicy, SetDefaultPolicy, AddBindings, SetDecisions,
     PutActivation, PutHistory, StartApply, UpsertAllocations,
     PutNode, DeleteNode, PutEdgeOverride, StoreValidation, LookupValidation, DeleteValidation,
+    Evaluate, EvaluateCohort, OverrideRun, RecordExPostFailure,
 ]
 
 # Sent only by the daemon itself (timers, the ACK consumer, the allocation coordinator, the projection
@@ -261,14 +298,16 @@ Role = Literal["reader", "operator", "owner"]
 
 # The least role a caller needs on the command's world (for ``UpsertAllocations``: on every world of its
 # body), the same for HTTP routes and the command topic. Owners change worlds, policies, bindings and
-# decisions; operators run the world (activation, apply, evidence, nodes, edges, validations,
-# allocations); readers read and evaluate.
+# decisions, and overrule a run's verdict; operators run the world (activation, apply, evaluations,
+# evidence, nodes, edges, validations, allocations); readers read.
 REQUIRED_ROLE: dict[type[Command], Role] = {
     CreateWorld: "owner", UpdateWorld: "owner", DeleteWorld: "owner", AddPolicy: "owner",
     SetDefaultPolicy: "owner", AddBindings: "owner", SetDecisions: "owner",
     PutActivation: "operator", PutHistory: "operator", StartApply: "operator", UpsertAllocations: "operator",
     PutNode: "operator", DeleteNode: "operator", PutEdgeOverride: "operator", StoreValidation: "operator",
     DeleteValidation: "operator", RecordRebalance: "operator",
+    # Evaluations write runs (evidence the promotion gates read); overriding a run's verdict is the owners'.
+    Evaluate: "operator", EvaluateCohort: "operator", RecordExPostFailure: "operator", OverrideRun: "owner",
     LookupValidation: "reader",  # a read for the caller, though a stale entry is evicted
     **{query: "reader" for query in get_args(Query)},
 }

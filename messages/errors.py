@@ -24,13 +24,25 @@ class ErrorBody(msgspec.Struct, frozen=True):
     detail: str
 
 
+class ErrorCode(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+
+
+class CodedErrorBody(msgspec.Struct, frozen=True):
+    """``{"detail": {"code", "message"}}``: an error a client branches on by code."""
+
+    detail: ErrorCode
+
+
 class CommandRejected(Exception):
     """A command refused by a rule: carries the HTTP-like status and a stable ``detail`` string."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, body: Any = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.body = body  # a structured answer instead of ``{"detail": detail}`` (a machine-readable code)
 
     def __reduce__(self) -> tuple[type, tuple[int, str]]:
         return (type(self), (self.status, self.detail))

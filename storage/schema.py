@@ -192,10 +192,23 @@ validation_cache = sa.Table(
     sa.Index("ix_validation_cache_eval_key", "eval_key"),
 )
 
+# Evaluation runs, one row per revision (append-only): the newest revision is the run, all of them its
+# history. Generated run ids embed the strategy id, hence the wider column.
+evaluation_runs = sa.Table(
+    "evaluation_runs", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("strategy_id", sa.String(256), primary_key=True),
+    sa.Column("run_id", sa.String(512), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("recorded_at", sa.String(40), nullable=False),
+    sa.Column("record", sa.JSON, nullable=False),
+)
+
 # Tables holding a world's current state: cleared when the world is deleted (audit and counters stay).
 WORLD_STATE_TABLES = {
     worlds: worlds.c.id, policies: policies.c.world_id, bindings: bindings.c.world_id,
     decisions: decisions.c.world_id, activations: activations.c.world_id, history: history.c.world_id,
     edge_overrides: edge_overrides.c.world_id, world_decisions: world_decisions.c.world_id,
     world_nodes: world_nodes.c.world_id, validation_cache: validation_cache.c.world_id,
+    evaluation_runs: evaluation_runs.c.world_id,
 }

@@ -16,7 +16,7 @@ from domain.effects import (
     RemoveEdge, RemoveWorld, SaveAck, SaveActivation, SaveAllocationRun, SaveApplyRun, SaveDecision,
     SaveEdge, SaveHistory, SavePolicy, SaveStrategies, SaveWorld, SaveWorldAllocation,
 )
-from domain.effects import RemoveNode, RemoveValidations, SaveNode, SaveValidation
+from domain.effects import RemoveNode, RemoveValidations, SaveEvaluationRun, SaveNode, SaveValidation
 from domain.idempotency import StoredReply
 from domain.state import WorldState
 from domain.timefmt import iso_z
@@ -27,6 +27,7 @@ from messages.decisions import DecisionRecord, DecisionState, HistoryEntry
 from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
 from storage import schema as t
+from storage.evaluation_rows import evaluation_row, load_evaluations
 
 
 class StorageUnavailable(Exception):
@@ -124,9 +125,11 @@ class SqlStore:
         }
         self._batched_params: dict[type, Callable[[WriteItem, Any], dict[str, Any]]] = {
             SaveActivation: self._activation_row, AuditRecord: self._audit_row, OutboxEvent: self._outbox_row,
+            SaveEvaluationRun: lambda item, effect: evaluation_row(item.world_id, effect),
         }
         self._batched_statements = {SaveActivation: self._sql.upsert[t.activations],
-                                    AuditRecord: self._sql.insert_audit, OutboxEvent: self._sql.insert_outbox}
+                                    AuditRecord: self._sql.insert_audit, OutboxEvent: self._sql.insert_outbox,
+                                    SaveEvaluationRun: t.evaluation_runs.insert()}
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -416,6 +419,7 @@ def _load(conn: sa.Connection, world_id: str) -> WorldState:
             sa.select(t.edge_overrides.c.record).where(t.edge_overrides.c.world_id == world_id)).scalars())},
         nodes=_load_buckets(conn, t.world_nodes, world_id, WorldNodeRef),
         validations=_load_buckets(conn, t.validation_cache, world_id, ValidationEntry),
+        evaluations=load_evaluations(conn, world_id),
     )
 
 

@@ -56,7 +56,7 @@ ROUTES = [
     ("GET", "/worlds/w1/decide/history", None, "reader"),
     ("GET", "/worlds/w1/activation?strategy_id=s1&side=long", None, "reader"),
     ("GET", "/worlds/w1/activation/state_hash", None, "reader"),
-    ("POST", "/worlds/w1/evaluate", {"metrics": {}}, "reader"),
+    ("POST", "/worlds/w1/evaluate", {"metrics": {}}, "operator"),
     ("GET", "/worlds/w1/apply/none", None, "reader"),
     ("GET", "/worlds/w1/nodes", None, "reader"),
     ("GET", "/worlds/w1/nodes/n1?execution_domain=live", None, "reader"),
