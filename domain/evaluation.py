@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from domain import live_metrics
 from domain.activation import envelope
 from domain.apply import select_for
 from domain.decide import decide
@@ -97,7 +98,7 @@ def _new_run(state: WorldState, sid: str, run_id: str, body: EvaluateRequest, ev
     return EvaluationRun(
         world_id=state.world_id, strategy_id=sid, run_id=run_id, status="evaluated" if raw else "evaluating",
         stage=stage, risk_tier=body.risk_tier or "unknown", model_card_version=body.model_card_version,
-        metrics=metric_blocks(raw, len(results)) if raw else None,
+        metrics=live_metrics.attach(state, sid, raw, metric_blocks(raw, len(results)), stamp) if raw else None,
         validation=EvaluationValidation(policy_version=None if version is None else str(version),
                                         ruleset_hash=selection.ruleset_hash, profile=selection.profile,
                                         results=results),

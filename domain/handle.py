@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, apply_answers, evaluation, policies, worlds, wvg
+from domain import activation, apply_answers, campaigns, evaluation, live_monitoring, policies, worlds, wvg
 from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
@@ -41,6 +41,7 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
     c.EvaluateCohort: evaluation.evaluate_cohort,
     c.OverrideRun: evaluation.override_run,
     c.RecordExPostFailure: evaluation.record_ex_post_failure,
+    c.RunLiveMonitoring: live_monitoring.run_monitoring,
 }
 
 
@@ -100,6 +101,9 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetRun: evaluation.get_run,
     c.GetRunMetrics: evaluation.get_run_metrics,
     c.GetRunHistory: evaluation.get_run_history,
+    c.GetCampaignStatus: campaigns.campaign_status,
+    c.CampaignTick: campaigns.campaign_tick,
+    c.GetLiveMonitoringReport: live_monitoring.report,
 }
 
 
