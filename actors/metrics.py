@@ -40,6 +40,15 @@ class ActorMetrics:
                                         buckets=(5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000))
         for reason in ACK_ANOMALIES:
             self.ack_anomalies.labels(reason)  # every reason shows from the start, at 0
+        # The reference's live monitoring counters, without its world_id label (bounded labels).
+        self.live_monitoring_runs = Counter("live_monitoring_run_total",
+                                            "Live monitoring runs of a world by outcome: success, failure",
+                                            ["status"], registry=self.registry)
+        self.live_monitoring_updated = Counter("live_monitoring_run_updated_strategies_total",
+                                               "Live runs given a new revision by live monitoring",
+                                               registry=self.registry)
+        for status in ("success", "failure"):
+            self.live_monitoring_runs.labels(status)
 
     def ack_anomaly(self, reason: AckAnomaly, **where: Any) -> None:
         """One count and one warning line per irregular ACK, so the two never disagree. ``where`` names the
@@ -73,3 +82,12 @@ class ActorMetrics:
     def _observe_events(self, before: ApplyRun, after: ApplyRun) -> None:
         if after.resends > before.resends:
             self.resends.inc(sum(not e.acked for e in after.events))
+
+    def observe_live_monitoring(self, status: int, updated: int) -> None:
+        """One world's monitoring run as answered: a 2xx succeeded (``updated`` runs revised), a 5xx failed;
+        a refused request (an unknown world, a missing role) ran nothing and is not counted."""
+        if status < 300:
+            self.live_monitoring_runs.labels("success").inc()
+            self.live_monitoring_updated.inc(updated)
+        elif status >= 500:
+            self.live_monitoring_runs.labels("failure").inc()
