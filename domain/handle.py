@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, apply, apply_answers, policies, worlds, wvg
+from domain import activation, apply, apply_answers, invariants, policies, worlds, wvg
 from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
@@ -93,6 +93,7 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.ListNodes: wvg.list_nodes,
     c.GetNode: wvg.get_node,
     c.ListEdgeOverrides: wvg.list_edges,
+    c.GetValidationInvariants: invariants.validation_invariants,
 }
 
 

@@ -232,10 +232,16 @@ class ListEdgeOverrides(Command, tag="list_edge_overrides"):
     pass
 
 
+class GetValidationInvariants(Command, tag="get_validation_invariants"):
+    """The world's validation invariants report (``strategy_id`` narrows the per-strategy lists)."""
+
+    strategy_id: Identifier | None = None
+
+
 Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
     GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, Evaluate, GetApplyRun,
-    ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory,
+    ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory, GetValidationInvariants,
 ]
 
 # --- who may send what -------------------------------------------------------------------------------

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from messages import commands as c
 from messages.wvg import (
-    EdgeOverrideOut, EdgeOverrideUpsertRequest, ValidationCacheResponse, ValidationContext, ValidationStoreRequest,
-    WorldNodeRef, WorldNodeUpsertRequest,
+    EdgeOverrideOut, EdgeOverrideUpsertRequest, ValidationCacheResponse, ValidationContext,
+    ValidationInvariantsReport, ValidationStoreRequest, WorldNodeRef, WorldNodeUpsertRequest,
 )
 from transport.auth import needs
 from transport.edge import checked_path_id, errors, respond, run
@@ -77,10 +77,31 @@ class WorldViewGraphController(Controller):
                                data: JSONBody[ValidationStoreRequest]) -> Response[ValidationCacheResponse]:
         return respond(request, await run(request, c.StoreValidation, world_id, body=data))
 
+    @get("/validations/invariants", responses=errors(404))
+    async def validation_invariants(self, request: Request, world_id: FromPath[str],
+                                    strategy_id: FromQuery[str | None] = None
+                                    ) -> Response[ValidationInvariantsReport]:
+        """The reference's invariants report. Only ``fail_closed_violations`` can be found today: the other
+        lists are computed from evaluation runs, which this daemon does not keep yet, so they are empty (see
+        ``domain.invariants``). An unknown world is 404."""
+        return respond(request, await run(request, c.GetValidationInvariants, world_id, strategy_id=strategy_id))
+
+    @delete("/validations/invariants", status_code=204, opt=needs(c.DeleteValidation), include_in_schema=False)
+    async def delete_invariants_node(self, request: Request, world_id: FromPath[str],
+                                     execution_domain: DomainQuery = None) -> Response[None]:
+        """The static GET above would shadow the delete below for a node named ``invariants`` (405)."""
+        return await _delete_validation(request, world_id, "invariants", execution_domain)
+
     @delete("/validations/{node_id:str}", status_code=204, responses=errors(404, 422),
             opt=needs(c.DeleteValidation))
     async def delete_validation(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
                                 execution_domain: DomainQuery = None) -> Response[None]:
         """No ``execution_domain``: every domain of the node."""
-        return respond(request, await run(request, c.DeleteValidation, world_id,
-                                            node_id=checked_path_id(node_id, "node_id"), execution_domain=execution_domain))
+        return await _delete_validation(request, world_id, node_id, execution_domain)
+
+
+async def _delete_validation(request: Request, world_id: str, node_id: str,
+                             execution_domain: str | None) -> Response:
+    return respond(request, await run(request, c.DeleteValidation, world_id,
+                                      node_id=checked_path_id(node_id, "node_id"),
+                                      execution_domain=execution_domain))
