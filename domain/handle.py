@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, apply_answers, evaluation, policies, worlds, wvg
+from domain import activation, apply_answers, evaluation, invariants, policies, worlds, wvg
 from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
@@ -100,6 +100,7 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetRun: evaluation.get_run,
     c.GetRunMetrics: evaluation.get_run_metrics,
     c.GetRunHistory: evaluation.get_run_history,
+    c.GetValidationInvariants: invariants.validation_invariants,
 }
 
 
