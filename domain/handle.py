@@ -8,7 +8,9 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, apply_answers, campaigns, evaluation, live_monitoring, policies, worlds, wvg
+from domain import (
+    activation, apply_answers, campaigns, evaluation, invariants, live_monitoring, policies, worlds, wvg,
+)
 from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
@@ -101,6 +103,7 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetRun: evaluation.get_run,
     c.GetRunMetrics: evaluation.get_run_metrics,
     c.GetRunHistory: evaluation.get_run_history,
+    c.GetValidationInvariants: invariants.validation_invariants,
     c.GetCampaignStatus: campaigns.campaign_status,
     c.CampaignTick: campaigns.campaign_tick,
     c.GetLiveMonitoringReport: live_monitoring.report,

@@ -268,6 +268,12 @@ class GetRunHistory(GetRun, tag="get_run_history"):
     pass
 
 
+class GetValidationInvariants(Command, tag="get_validation_invariants"):
+    """The world's validation invariants report (``strategy_id`` narrows the per-strategy lists)."""
+
+    strategy_id: Identifier | None = None
+
+
 # --- campaigns and live monitoring (reference §1.9, §1.11) ---------------------------------------------
 # Status, tick and the report are reads (tick is a POST yet writes nothing: it only recommends steps).
 # A monitoring run is a mutation of the world: it appends revisions to the world's live runs.
@@ -301,6 +307,7 @@ Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
     GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, GetApplyRun,
     ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory, ListRuns, GetRun, GetRunMetrics, GetRunHistory,
+    GetValidationInvariants,
     CampaignQuery,
 ]
 
