@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transport.routes.activation import ActivationController
 from transport.routes.apply import ApplyController
+from transport.routes.evaluation import CohortController, EvaluationRunsController
 from transport.routes.operations import healthz, metrics, openapi_json, readyz
 from transport.routes.policies import PoliciesController, list_presets
 from transport.routes.rebalancing import AllocationsController, RebalanceFlags, RebalancingController
@@ -15,6 +16,7 @@ __all__ = ["ROUTE_HANDLERS", "RebalanceFlags"]
 
 ROUTE_HANDLERS = [
     WorldsController, PoliciesController, StrategiesController, ActivationController, ApplyController,
-    WorldViewGraphController, RebalancingController, AllocationsController,
+    WorldViewGraphController, RebalancingController, AllocationsController, CohortController,
+    EvaluationRunsController,
     list_presets, healthz, readyz, metrics, openapi_json,
 ]

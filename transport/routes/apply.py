@@ -16,10 +16,11 @@ class ApplyController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["apply"]
 
-    @post("/evaluate", status_code=200, responses=errors(404, 422))
+    @post("/evaluate", status_code=200, responses=errors(404, 422), opt=needs(c.Evaluate))
     async def evaluate(self, request: Request, world_id: FromPath[str],
                        data: JSONBody[EvaluateRequest]) -> Response[EvaluateResponse]:
-        """Policy selection only: the active set an apply of these metrics would choose; nothing changes."""
+        """The active set an apply of these metrics would choose, recorded as an evaluation run of the named
+        strategy (else the first with metrics); activation and decisions do not change."""
         return respond(request, await run(request, c.Evaluate, world_id, body=data))
 
     @post("/apply", status_code=200, opt=needs(c.StartApply), responses={**errors(404, 409, 422, 500),
