@@ -63,26 +63,37 @@ def _choice(value: Any, allowed: tuple[str, ...], default: str) -> str:
     return value if isinstance(value, str) and value in allowed else default
 
 
+def _breach(value: float | None, threshold: float, lower: bool) -> str | None:
+    """``warn`` without a reading, ``fail`` past the threshold, else none."""
+    if value is None:
+        return "warn"
+    return "fail" if (value < threshold if lower else value > threshold) else None
+
+
+def _lookback(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _verdict(levels: list[str]) -> str:
+    return "fail" if "fail" in levels else "warn" if levels else "pass"
+
+
 def judge(config: Mapping[str, Any], values: Mapping[str, float | None]) -> RuleResult:
     """The rule over one strategy's readings (``values`` keyed by the primary reading names)."""
-    lookback = config.get("lookback_days")
     details: dict[str, Any] = {_DETAIL[name]: values.get(name) for name in _DETAIL}
-    details["lookback_days"] = lookback if isinstance(lookback, int) and not isinstance(lookback, bool) else None
-    status, reasons = "pass", []
+    details["lookback_days"] = _lookback(config.get("lookback_days"))
+    levels, reasons = [], []
     for name, _, key, lower, missing, breached in _CHECKS:
         threshold = _number(config.get(key))
         if threshold is None:
             continue
         details[key] = threshold
-        value = values.get(name)
-        if value is None:
-            reasons.append(missing)
-            status = "warn" if status == "pass" else status
-        elif (value < threshold) if lower else (value > threshold):
-            reasons.append(breached)
-            status = "fail"
+        level = _breach(values.get(name), threshold, lower)
+        if level is not None:
+            levels.append(level)
+            reasons.append(missing if level == "warn" else breached)
     return RuleResult(
-        status=status,  # type: ignore[arg-type]
+        status=_verdict(levels),  # type: ignore[arg-type]
         severity=_choice(config.get("severity"), _SEVERITIES, "soft"),  # type: ignore[arg-type]
         owner=_choice(config.get("owner"), _OWNERS, "risk"),  # type: ignore[arg-type]
         reason_code=reasons[0] if reasons else "live_monitoring_ok",
@@ -120,16 +131,18 @@ def refreshed(state: WorldState, run: EvaluationRun) -> dict[str, Any] | None:
     return live_metrics.readings(series, baseline, live.get("as_of"))
 
 
+def _extra_metrics(run: EvaluationRun) -> Mapping[str, Any]:
+    diagnostics = run.metrics.diagnostics if run.metrics is not None else None
+    return (diagnostics.extra_metrics if diagnostics is not None else None) or {}
+
+
 def inputs(run: EvaluationRun, live: Mapping[str, Any] | None) -> dict[str, float | None]:
     """Each primary reading (else its fallback) from the live readings, else from the run's other
     metrics (a caller may send ``live_sharpe`` and friends as plain numbers)."""
-    diagnostics = run.metrics.diagnostics if run.metrics is not None else None
-    extra = (diagnostics.extra_metrics if diagnostics is not None else None) or {}
-    sources = [live or {}, extra]
+    sources = [live or {}, _extra_metrics(run)]
     values: dict[str, float | None] = {}
     for name, fallback, *_ in _CHECKS:
-        names = [name] if fallback is None else [name, fallback]
-        found = (_number(source.get(key)) for key in names for source in sources)
+        found = (_number(source.get(key)) for key in (name, fallback) if key for source in sources)
         values[name] = next((value for value in found if value is not None), None)
     return values
 
