@@ -97,7 +97,7 @@ def _stage_runs(runs: list[EvaluationRun], stage: str) -> list[EvaluationRun]:
 
 
 def _latest(runs: list[EvaluationRun]) -> EvaluationRun | None:
-    return max(runs, key=lambda r: (parse_iso(r.updated_at), parse_iso(r.created_at), r.run_id), default=None)
+    return max(runs, key=lambda r: (parse_iso(r.updated_at), parse_iso(r.created_at), r.sequence), default=None)
 
 
 def window_status(window: str | None, runs: list[EvaluationRun]) -> CampaignWindowStatus:

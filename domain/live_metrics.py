@@ -103,7 +103,7 @@ def backtest_sharpe(state: WorldState, strategy_id: str, own_sharpe: float | Non
     live (the reference worker's choice), else the live run's own ``returns.sharpe``."""
     runs = [revisions[-1] for revisions in state.evaluations.get(strategy_id, {}).values()
             if str(revisions[-1].stage).lower() != "live"]
-    for run in sorted(runs, key=lambda r: (r.updated_at, r.created_at, r.run_id), reverse=True):
+    for run in sorted(runs, key=lambda r: (r.updated_at, r.created_at, r.sequence), reverse=True):
         returns = run.metrics.returns if run.metrics is not None else None
         if returns is not None and returns.sharpe is not None:
             return returns.sharpe

@@ -102,14 +102,14 @@ def judge(config: Mapping[str, Any], values: Mapping[str, float | None]) -> Rule
 
 
 def latest_live_runs(state: WorldState) -> list[EvaluationRun]:
-    """Each strategy's live run with the latest ``updated_at`` (then ``created_at``, then id), by strategy."""
+    """Each strategy's live run with the latest ``updated_at`` (then ``created_at``, then creation order)."""
     latest: dict[str, EvaluationRun] = {}
     for run in strategy_runs(state):
         if str(run.stage).lower() != "live":
             continue
         best = latest.get(run.strategy_id)
-        if best is None or (run.updated_at, run.created_at, run.run_id) >= (best.updated_at, best.created_at,
-                                                                            best.run_id):
+        if best is None or (run.updated_at, run.created_at, run.sequence) >= (best.updated_at, best.created_at,
+                                                                              best.sequence):
             latest[run.strategy_id] = run
     return [latest[sid] for sid in sorted(latest)]
 
