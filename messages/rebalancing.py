@@ -9,9 +9,10 @@ here: the reference answers ``422 Allocation ratios must be between 0 and 1: <id
 message is produced by ``domain.rebalancing.validate_allocations``. The other ratio maps are only required
 to be finite, as in the reference (strategy ratios above 1 mean leverage, not an error).
 
-Responses omit ``None`` fields when encoded (``omit_defaults``), as the reference's
-``response_model_exclude_none`` does, so a v1 answer never carries ``alpha_metrics``/``rebalance_intent``;
+Plan responses omit ``None`` fields when encoded (``omit_defaults``), as the reference's
+``response_model_exclude_none`` does, so a v1 plan never carries ``alpha_metrics``/``rebalance_intent``;
 fields that must always appear (``schema_version``, ``per_world``...) have no default and are never omitted.
+``POST /allocations`` is the exception: the reference encodes its nulls, so ``AllocationUpsertResponse`` does.
 """
 
 from __future__ import annotations
@@ -155,9 +156,10 @@ class AllocationUpsertRequest(msgspec.Struct, forbid_unknown_fields=True, kw_onl
     overlay: OverlayConfig | None = None
 
 
-class AllocationUpsertResponse(MultiWorldRebalanceResponse, kw_only=True, omit_defaults=True):
-    """The v1 plan plus the run's identity. ``execution_response`` has no default so it is always encoded:
-    null on a replay that did not execute, as the reference answers."""
+class AllocationUpsertResponse(MultiWorldRebalanceResponse, kw_only=True, omit_defaults=False):
+    """The v1 plan plus the run's identity. Unlike the plan answer, every field is encoded, null when unset
+    (``overlay_deltas`` outside overlay mode, ``alpha_metrics`` and ``rebalance_intent`` always, since this
+    route is fixed at v1; ``execution_response`` on a replay that did not execute), as the reference answers."""
 
     run_id: str
     etag: str
