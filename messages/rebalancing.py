@@ -156,11 +156,27 @@ class AllocationUpsertRequest(msgspec.Struct, forbid_unknown_fields=True, kw_onl
     overlay: OverlayConfig | None = None
 
 
+class AllocationDelta(msgspec.Struct, kw_only=True):
+    """``SymbolDelta`` as ``POST /allocations`` encodes it: ``venue`` is null, not omitted, when unset."""
+
+    symbol: str
+    delta_qty: float
+    venue: str | None = None
+
+
+class AllocationWorldPlan(WorldPlan, kw_only=True):
+    deltas: list[AllocationDelta]
+
+
 class AllocationUpsertResponse(MultiWorldRebalanceResponse, kw_only=True, omit_defaults=False):
     """The v1 plan plus the run's identity. Unlike the plan answer, every field is encoded, null when unset
-    (``overlay_deltas`` outside overlay mode, ``alpha_metrics`` and ``rebalance_intent`` always, since this
-    route is fixed at v1; ``execution_response`` on a replay that did not execute), as the reference answers."""
+    (a delta's ``venue``; ``overlay_deltas`` outside overlay mode; ``alpha_metrics`` and ``rebalance_intent``
+    always, since this route is fixed at v1; ``execution_response`` on a replay that did not execute), as the
+    reference answers."""
 
+    per_world: dict[str, AllocationWorldPlan]
+    global_deltas: list[AllocationDelta]
+    overlay_deltas: list[AllocationDelta] | None = None
     run_id: str
     etag: str
     executed: bool
