@@ -44,6 +44,7 @@ from domain.gating import COMPUTE_ONLY, GatingPlan, parse_gating, pre_promotion_
 from domain.hashing import blake3_hex, canonical_json
 from domain.policies import default_policy, normalise
 from domain.selection import parse_correlations, select
+from domain.series_metrics import derive
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
 from messages.activation import ActivationEntry
@@ -104,7 +105,8 @@ def _policy_for(state: WorldState, body: EvaluateRequest) -> tuple[Any, int | No
 def _selection(state: WorldState, body: EvaluateRequest) -> tuple[Any, int | None]:
     policy, version = _policy_for(state, body)
     previous = body.previous or state.decisions
-    return select(policy, body.metrics, list(previous), parse_correlations(body.correlations), body.stage), version
+    return select(policy, body.metrics, list(previous), parse_correlations(body.correlations), body.stage,
+                  derive(body.series)), version
 
 
 def evaluate(state: WorldState, query: Evaluate, now: datetime) -> EvaluateResponse:

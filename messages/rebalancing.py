@@ -22,10 +22,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from messages.types import Identifier, WorldId
+from messages.types import Finite, Identifier, WorldId
 
-_FLOAT_MAX = 1.7976931348623157e308
-Finite = Annotated[float, Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX, description="finite number")]
 Ratio = Annotated[float, Meta(ge=0.0, le=1.0, description="fraction in [0, 1]")]
 SchemaVersion = Annotated[int, Meta(ge=1, description="rebalance schema version (1 or 2)")]
 RebalanceMode = Literal["scaling", "overlay", "hybrid"]
