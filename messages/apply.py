@@ -19,10 +19,11 @@ class ApplyPlan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     weights: dict[str, Weight] = {}
 
 
-class StrategySeries(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class StrategySeries(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """One strategy's performance series (reference ``StrategySeries``): a cumulative ``equity`` or ``pnl``
     curve, or per-period ``returns``. Evaluate and apply derive linearity and alpha metrics from it
-    (``domain.series_metrics``)."""
+    (``domain.series_metrics``). Unset fields are omitted when encoded, so an apply's plan hash is the one
+    it had while ``series`` was an untyped mapping."""
 
     equity: list[Finite] | None = None
     pnl: list[Finite] | None = None
