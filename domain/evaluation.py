@@ -23,6 +23,7 @@ from domain.evaluation_report import metric_blocks, recommended_stage, rule_resu
 from domain.events import cloudevent
 from domain.policies import POLICY_TOPIC
 from domain.selection import SelectionResult, effective_rules
+from domain.series_metrics import derive
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z
 from messages import commands as c
@@ -97,7 +98,8 @@ def _new_run(state: WorldState, sid: str, run_id: str, body: EvaluateRequest, ev
              now: datetime, campaign: dict[str, Any]) -> EvaluationRun:
     selection, version, policy = evaluated
     stage = body.stage or "backtest"
-    raw = body.metrics.get(sid, {})
+    # What the rules saw: the supplied metrics with those derived from the strategy's series over them.
+    raw = {**body.metrics.get(sid, {}), **derive(body.series).get(sid, {})}
     results = rule_results(sid, raw, selection, _risk_configured(policy, selection.profile))
     previous = latest(state, sid, run_id)
     stamp = iso_z(now)
@@ -194,7 +196,8 @@ def _candidates(body: Any) -> list[str]:
     candidates = list(dict.fromkeys(body.candidates)) if body.candidates is not None else sorted(body.metrics)
     if not candidates:
         raise unprocessable("cohort candidates must not be empty")
-    missing = [sid for sid in candidates if sid not in body.metrics]
+    sources = body.metrics.keys() | (body.series or {}).keys()  # metrics given, or derivable from a series
+    missing = [sid for sid in candidates if sid not in sources]
     if missing:
         raise unprocessable(f"cohort candidates missing metrics sources: {', '.join(missing)}")
     return candidates
