@@ -10,6 +10,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from domain.acks import ACK_ANOMALIES, AckAnomaly
+from domain.timefmt import parse_iso
 from messages.apply import ApplyRun
 
 log = structlog.get_logger("worldservice.acks")
@@ -36,6 +37,10 @@ class ActorMetrics:
                                      "Gateway ACKs refused (invalid, duplicate, unknown_run, run_finished, "
                                      "unknown_sequence) or taken out of order (out_of_order)",
                                      ["reason"], registry=self.registry)
+        # The runbook's name: freeze to a terminal phase, in milliseconds, by outcome (completed, rolled_back).
+        self.apply_duration = Histogram("world_apply_duration_ms", "Apply runs from start to completion or rollback",
+                                        ["outcome"], registry=self.registry,
+                                        buckets=(5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000))
         for reason in ACK_ANOMALIES:
             self.ack_anomalies.labels(reason)  # every reason shows from the start, at 0
         self.promotion_failures = Counter("promotion_fail_total",
@@ -62,13 +67,19 @@ class ActorMetrics:
             return
         if after.phase == "completed" and before.phase != "completed":
             self.apply_runs.labels("success").inc()
+            self._observe_duration(after)
         if after.phase == "rolled_back" and before.phase != "rolled_back":
             self.apply_runs.labels("failure").inc()
             self.apply_failures.labels(before.phase).inc()
+            self._observe_duration(after)
         if after.held and not before.held:
             self.apply_runs.labels("held").inc()
             self.gap_timeouts.inc()
         self._observe_events(before, after)
+
+    def _observe_duration(self, run: ApplyRun) -> None:
+        elapsed = parse_iso(run.updated_at) - parse_iso(run.started_at)
+        self.apply_duration.labels(run.phase).observe(elapsed.total_seconds() * 1000)
 
     def _observe_events(self, before: ApplyRun, after: ApplyRun) -> None:
         if after.resends > before.resends:

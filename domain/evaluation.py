@@ -69,6 +69,7 @@ def strategy_runs(state: WorldState, strategy_id: str | None = None) -> list[Eva
 
 def _summary(sid: str, selection: SelectionResult, results: dict[str, Any], profile: str | None,
              stage: str, body: EvaluateRequest, campaign: dict[str, Any]) -> EvaluationSummary:
+    # A re-evaluation is new evidence: an override given for the old revision does not carry over to it.
     override = body.override
     return EvaluationSummary(
         status=verdict(results), recommended_stage=recommended_stage(profile, stage),  # type: ignore[arg-type]

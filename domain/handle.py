@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, apply_answers, evaluation, policies, promotions, worlds, wvg
+from domain import activation, apply_answers, evaluation, invariants, policies, promotions, worlds, wvg
 from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
@@ -104,6 +104,7 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetRunHistory: evaluation.get_run_history,
     c.GetPromotionPlan: promotions.plan_out,
     c.ListPromotionCandidates: promotions.candidates_out,
+    c.GetValidationInvariants: invariants.validation_invariants,
 }
 
 

@@ -302,11 +302,17 @@ class GetRunHistory(GetRun, tag="get_run_history"):
     pass
 
 
+class GetValidationInvariants(Command, tag="get_validation_invariants"):
+    """The world's validation invariants report (``strategy_id`` narrows the per-strategy lists)."""
+
+    strategy_id: Identifier | None = None
+
+
 Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
     GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, GetApplyRun,
     ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory, ListRuns, GetRun, GetRunMetrics, GetRunHistory,
-    GetPromotionPlan, ListPromotionCandidates,
+    GetPromotionPlan, ListPromotionCandidates, GetValidationInvariants,
 ]
 
 # --- who may send what -------------------------------------------------------------------------------

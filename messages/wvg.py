@@ -94,3 +94,23 @@ class ValidationCacheResponse(msgspec.Struct, kw_only=True):
     result: str | None = None
     metrics: dict[str, Any] | None = None
     timestamp: str | None = None
+
+
+class FailClosedViolation(msgspec.Struct, kw_only=True):
+    """A high-tier, client-critical world whose validation does not fail closed (``<unset>``: not declared)."""
+
+    world_id: str
+    on_error: str
+    on_missing_metric: str
+
+
+class ValidationInvariantsReport(msgspec.Struct, kw_only=True):
+    """``GET /worlds/{id}/validations/invariants`` (reference ``ValidationInvariantsReport``): ``ok`` is true
+    when every list is empty."""
+
+    ok: bool
+    live_status_failures: list[dict[str, Any]] = []
+    live_policy_version_mismatches: list[dict[str, Any]] = []
+    fail_closed_violations: list[FailClosedViolation] = []
+    approved_overrides: list[dict[str, Any]] = []
+    validation_health_gaps: list[dict[str, Any]] = []

@@ -142,6 +142,9 @@ def test_explicit_plan_runs_freeze_switch_unfreeze_with_the_reference_event_stre
     metrics = h.client.get("/metrics").text
     assert 'world_apply_run_total{status="started"} 1.0' in metrics
     assert 'world_apply_run_total{status="success"} 1.0' in metrics
+    assert 'world_apply_duration_ms_count{outcome="completed"} 1.0' in metrics
+    h.client.get("/worlds/w1/decide")
+    assert "world_decide_latency_ms_count 1.0" in h.client.get("/metrics").text
 
 
 def test_run_id_is_idempotent_forever_and_a_new_plan_under_it_conflicts(apply_api, tmp_path, clock) -> None:

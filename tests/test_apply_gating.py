@@ -30,7 +30,7 @@ def _everything(h: Any) -> tuple[Any, ...]:
             len(h.bus.events))
 
 
-def test_a_rejected_policy_writes_nothing(apply_api) -> None:
+def test_a_rejected_policy_writes_nothing(apply_api) -> None:  # noqa: F811 (imported fixture)
     h = apply_api()
     _world(h)
     before = _everything(h)
@@ -52,7 +52,7 @@ def test_a_rejected_policy_writes_nothing(apply_api) -> None:
     assert _everything(h) == before
 
 
-def test_a_downgraded_apply_completes_compute_only_and_says_why(apply_api) -> None:
+def test_a_downgraded_apply_completes_compute_only_and_says_why(apply_api) -> None:  # noqa: F811 (imported fixture)
     h = apply_api()
     _world(h)
     policy = _with(COMPUTE, dataset_fingerprint=DROP)
@@ -73,7 +73,7 @@ def test_a_downgraded_apply_completes_compute_only_and_says_why(apply_api) -> No
     assert again.json()["downgraded"] == reason  # the stored outcome says it too
 
 
-def test_a_complete_policy_promotes_without_a_downgrade_note(apply_api) -> None:
+def test_a_complete_policy_promotes_without_a_downgrade_note(apply_api) -> None:  # noqa: F811 (imported fixture)
     h = apply_api()
     _world(h)
     r = h.client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"activate": ["s2"]}, "gating_policy": SEED,
@@ -84,7 +84,7 @@ def test_a_complete_policy_promotes_without_a_downgrade_note(apply_api) -> None:
     assert _activation(h, "s2")["effective_mode"] == "live"  # what a Gateway maps back onto the live domain
 
 
-def test_a_pre_promotion_risk_failure_rolls_back_and_leaves_the_world_frozen(apply_api) -> None:
+def test_a_pre_promotion_risk_failure_rolls_back_and_leaves_the_world_frozen(apply_api) -> None:  # noqa: F811 (imported fixture)
     h = apply_api()
     _world(h)
     before = _activation(h, "s1")
@@ -104,7 +104,7 @@ def test_a_pre_promotion_risk_failure_rolls_back_and_leaves_the_world_frozen(app
     assert run["phase"] == "rolled_back" and "max_pos_usd_long" in run["error"]
 
 
-def test_freeze_timeout_ms_rolls_back_a_run_stuck_in_freezing(apply_api, clock) -> None:
+def test_freeze_timeout_ms_rolls_back_a_run_stuck_in_freezing(apply_api, clock) -> None:  # noqa: F811 (imported fixture)
     h = apply_api(await_acks=True, activation_gap_timeout_ms=3000, deadline_ms=60_000)
     gateway = FakeGateway(h, acking=False)
     _world(h)

@@ -1,0 +1,143 @@
+"""What every HTTP route shares: the ``Edge`` (actor system, metrics, readiness) and the helpers that turn
+a request into a typed command, send it to its world's actor and turn the reply into a response.
+
+Handlers only translate: path/query/body -> a typed command, command -> the world's actor, reply ->
+response. They never wait on a pykka future; the actor resolves an asyncio future instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.openapi import ResponseSpec
+
+from actors.bridge import Reply, Request as ActorRequest, asyncio_hook, error_reply
+from actors.system import ActorSystem
+from messages import commands as c
+from messages.errors import ErrorBody
+from messages.types import Identifier, WorldId
+from transport.auth import require_command
+from transport.metrics import EdgeMetrics
+
+CORRELATION_HEADER = "X-Correlation-ID"
+MAX_ID = 2**63 - 1  # audit ids are BIGINT: a larger cursor cannot name any entry
+PUBLIC = {"public": True}
+
+
+def errors(*codes: int) -> dict[int, ResponseSpec]:
+    """A route's documented refusals: each status answers an ``ErrorBody``."""
+    return {code: ResponseSpec(data_container=ErrorBody, description="refused") for code in codes}
+
+
+@dataclass
+class Edge:
+    """What the handlers share: the actor system, metrics and the readiness flags."""
+
+    system: ActorSystem
+    call_timeout_s: float = 60.0
+    metrics: EdgeMetrics = field(default=None)  # type: ignore[assignment]
+    ready: bool = False
+    draining: bool = False
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:  # one /metrics page: the actors' counters live in the same registry
+            self.metrics = EdgeMetrics(self.system.metrics.registry)
+
+    async def call(self, command: c.Command) -> Reply:
+        if self.draining:
+            return error_reply(503, "draining; retry on another instance")
+        future, hook = asyncio_hook(asyncio.get_running_loop())
+        started = time.perf_counter()
+        self.system.send(ActorRequest(command=command, reply=hook))
+        try:
+            reply = await asyncio.wait_for(future, self.call_timeout_s)
+        except TimeoutError:
+            reply = error_reply(504, "world did not answer in time; the outcome is unknown")
+        self.metrics.observe(type(command).__name__, reply.status, time.perf_counter() - started)
+        return reply
+
+
+def edge_of(request: Request) -> Edge:
+    return request.app.state.edge
+
+
+def checked_world_id(world_id: str) -> str:
+    try:
+        return msgspec.convert(world_id, WorldId)
+    except msgspec.ValidationError as exc:
+        raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
+                                                     "key": "world_id", "source": "path"}]) from None
+
+
+def checked_path_id(value: str, key: str) -> str:
+    """Path identifiers (node ids) get the same checks a body field would: 422 with the key, not a 500."""
+    try:
+        return msgspec.convert(value, Identifier)
+    except msgspec.ValidationError as exc:
+        raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
+                                                     "key": key, "source": "path"}]) from None
+
+
+def _header(request: Request, name: str, max_length: int) -> str | None:
+    """A caller-supplied identity header, kept only when it fits the audit column and is printable."""
+    value = request.headers.get(name)
+    return value if value and len(value) <= max_length and value.isprintable() else None
+
+
+def caller(request: Request) -> dict[str, Any]:
+    """Who asked and under which correlation id: recorded on every audit entry. With auth on, the actor
+    is the verified token's subject, never a header the caller chose."""
+    principal = getattr(request.state, "principal", None)
+    actor = principal.subject if principal is not None else _header(request, "X-Caller-Sub", 256)
+    return {"actor": actor,
+            "correlation_id": _header(request, CORRELATION_HEADER, 128) or uuid.uuid4().hex,
+            "command_id": _header(request, "Idempotency-Key", 256)}
+
+
+async def run(request: Request, command_type: type, world_id: str, **fields: Any) -> Reply:
+    """Build the command (with the caller's identity), check its role and send it to its world."""
+    who = caller(request)
+    command = command_type(world_id=checked_world_id(world_id), **who, **fields)
+    require_command(request, command)  # the role table both edges share; routes check it early too
+    reply = await edge_of(request).call(command)
+    request.state.correlation_id = who["correlation_id"]
+    return reply
+
+
+def respond(request: Request, reply: Reply, headers: dict[str, str] | None = None) -> Response:
+    headers = {**(headers or {}), CORRELATION_HEADER: getattr(request.state, "correlation_id", "")}
+    if reply.status == 204:
+        return Response(content=None, status_code=204, headers=headers)
+    return Response(content=reply.body, status_code=reply.status, headers=headers)
+
+
+def header_etag(etag: str) -> str:
+    """Etags embed strategy ids, which may be any Unicode; HTTP headers carry latin-1 printable text, so
+    anything else is percent-encoded in the header (the body keeps the etag as is)."""
+    return etag if etag.isascii() and etag.isprintable() else quote(etag, safe=":")
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """``If-None-Match``: a list of (weak or strong, quoted or bare) tags, or ``*``."""
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/").strip('"') for t in header.split(",")}
+    return "*" in tags or etag in tags or header_etag(etag) in tags
+
+
+def etagged(request: Request, reply: Reply) -> Response:
+    """A read answered with its body's etag, or 304 when ``If-None-Match`` already names it."""
+    if not reply.ok:
+        return respond(request, reply)
+    etag = header_etag(reply.body.etag)
+    if etag_matches(request.headers.get("If-None-Match"), reply.body.etag):
+        return Response(content=None, status_code=304, headers={"ETag": etag})
+    return respond(request, reply, {"ETag": etag})
