@@ -196,15 +196,18 @@ def candidates_out(state: WorldState, q: c.ListPromotionCandidates, now: datetim
 
 
 def check_approver(governance: LivePromotionGovernance, named: str | None, caller: str | None) -> None:
-    """With an ``approvers`` list, whoever is named in the body and whoever the edge says is asking (the
-    verified token subject when auth is on) must both be on it: naming an approver does not make one."""
+    """With an ``approvers`` list, the actor is whoever the body names or else whoever the edge says is
+    asking (the verified token subject when auth is on), and must be on it. When both are known they must
+    be the same person: naming an approver does not make the caller one."""
     if not governance.approvers:
         return
-    who = [actor.strip() for actor in (named, caller) if actor and actor.strip()]
+    who = {actor.strip() for actor in (named, caller) if actor and actor.strip()}
     if not who:
         raise unprocessable("actor is required by policy")
+    if len(who) > 1:
+        raise forbidden("actor does not match the caller")
     allowed = {approver.strip() for approver in governance.approvers if approver.strip()}
-    if any(actor not in allowed for actor in who):
+    if not who <= allowed:
         raise forbidden("actor is not allowed by policy")
 
 

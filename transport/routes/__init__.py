@@ -7,6 +7,7 @@ from transport.routes.apply import ApplyController
 from transport.routes.evaluation import CohortController, EvaluationRunsController
 from transport.routes.operations import healthz, metrics, openapi_json, readyz
 from transport.routes.policies import PoliciesController, list_presets
+from transport.routes.promotions import PromotionsController
 from transport.routes.rebalancing import AllocationsController, RebalanceFlags, RebalancingController
 from transport.routes.strategies import StrategiesController
 from transport.routes.worlds import WorldsController
@@ -17,6 +18,6 @@ __all__ = ["ROUTE_HANDLERS", "RebalanceFlags"]
 ROUTE_HANDLERS = [
     WorldsController, PoliciesController, StrategiesController, ActivationController, ApplyController,
     WorldViewGraphController, RebalancingController, AllocationsController, CohortController,
-    EvaluationRunsController,
+    EvaluationRunsController, PromotionsController,
     list_presets, healthz, readyz, metrics, openapi_json,
 ]
