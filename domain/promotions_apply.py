@@ -137,7 +137,7 @@ def apply_promotion(state: WorldState, cmd: c.ApplyPromotion, now: datetime,
         return judged
     if judged.refusals:
         return _refused(state, judged)
-    forced = [reason for reason in (MANUAL, "validation_failed") if reason in judged.gates]
+    forced = [reason for reason in ("validation_failed", MANUAL) if reason in judged.gates]
     start = start_command(cmd, body.apply_run_id, judged.plan, live_gating(require_world(state)))
     return _begin(state, start, now, settings, _started(judged, forced), judged.run)
 
