@@ -62,7 +62,12 @@ def strategy_runs(state: WorldState, strategy_id: str | None = None) -> list[Eva
     """The current revision of every run (of one strategy, or all), oldest first, ties by id."""
     by_strategy = state.evaluations if strategy_id is None else {strategy_id: state.evaluations.get(strategy_id, {})}
     runs = [revisions[-1] for runs in by_strategy.values() for revisions in runs.values()]
-    return sorted(runs, key=lambda r: (r.created_at, r.strategy_id, r.run_id))
+    return sorted(runs, key=lambda r: (r.sequence, r.created_at, r.strategy_id, r.run_id))
+
+
+def _next_sequence(state: WorldState) -> int:
+    return 1 + max((revisions[-1].sequence for runs in state.evaluations.values() for revisions in runs.values()),
+                   default=0)
 
 
 # --- recording ---------------------------------------------------------------------------------------
@@ -98,7 +103,7 @@ def _new_run(state: WorldState, sid: str, run_id: str, body: EvaluateRequest, ev
     return EvaluationRun(
         world_id=state.world_id, strategy_id=sid, run_id=run_id, status="evaluated" if raw else "evaluating",
         stage=stage, risk_tier=body.risk_tier or "unknown", model_card_version=body.model_card_version,
-        metrics=metric_blocks(raw, len(results)) if raw else None,
+        metrics=metric_blocks(raw, results) if raw else None,
         validation=EvaluationValidation(policy_version=None if version is None else str(version),
                                         ruleset_hash=selection.ruleset_hash, profile=selection.profile,
                                         results=results),
@@ -106,7 +111,8 @@ def _new_run(state: WorldState, sid: str, run_id: str, body: EvaluateRequest, ev
         created_at=previous.created_at if previous else stamp, updated_at=stamp,
         links=RunLinks(metrics=run_url(state.world_id, sid, run_id) + "/metrics",
                        history=run_url(state.world_id, sid, run_id) + "/history"),
-        revision=previous.revision + 1 if previous else 1)
+        revision=previous.revision + 1 if previous else 1,
+        sequence=previous.sequence if previous else _next_sequence(state))
 
 
 def saved(state: WorldState, run: EvaluationRun, change: str, now: datetime,

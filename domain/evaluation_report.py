@@ -79,23 +79,38 @@ def _known(name: str) -> bool:
     return any(leaf in struct.__struct_fields__ for struct in BLOCKS.values()) or leaf in _DIAGNOSTIC_FIELDS
 
 
-def metric_blocks(raw: Mapping[str, Any], executed: int) -> EvaluationMetrics:
-    """The strategy's metrics by block. Numbers no block declares go to ``diagnostics.extra_metrics``;
-    ``validation_health.metric_coverage_ratio`` is the share of declared block fields the caller gave."""
+# The v1 core metrics ``metric_coverage_ratio`` counts (the reference's list), and its five core rules.
+CORE_METRICS: tuple[tuple[str, str], ...] = (
+    ("returns", "sharpe"), ("returns", "max_drawdown"), ("returns", "gain_to_pain_ratio"),
+    ("returns", "time_under_water_ratio"), ("sample", "effective_history_years"), ("sample", "n_trades_total"),
+    ("sample", "n_trades_per_year"), ("risk", "adv_utilization_p95"), ("risk", "participation_rate_p95"),
+    ("robustness", "deflated_sharpe_ratio"), ("robustness", "sharpe_first_half"),
+    ("robustness", "sharpe_second_half"),
+)
+CORE_RULE_COUNT = 5
+
+
+def validation_health(metrics: EvaluationMetrics | None, results: Mapping[str, RuleResult] | None) -> ValidationHealth:
+    """Share of the core metrics present, share of the core rules that ran, and rules that errored."""
+    present = sum(1 for block, name in CORE_METRICS
+                  if metrics is not None and getattr(getattr(metrics, block), name, None) is not None)
+    executed = len(results or {})
+    errors = sum(1 for r in (results or {}).values() if (r.reason_code or "").lower() == "rule_error")
+    return ValidationHealth(metric_coverage_ratio=present / len(CORE_METRICS),
+                            rules_executed_ratio=min(1.0, executed / CORE_RULE_COUNT), validation_error_count=errors)
+
+
+def metric_blocks(raw: Mapping[str, Any], results: Mapping[str, RuleResult]) -> EvaluationMetrics:
+    """The strategy's metrics by block. Numbers no block declares go to ``diagnostics.extra_metrics``."""
     flat = flatten_metrics(raw)
-    blocks = {name: _block(flat, name) for name in BLOCKS}
-    declared = sum(len(struct.__struct_fields__) for struct in BLOCKS.values())
-    given = sum(len([v for v in msgspec.to_builtins(b).values() if v is not None]) for b in blocks.values() if b)
+    blocks = EvaluationMetrics(**{name: _block(flat, name) for name in BLOCKS})  # type: ignore[arg-type]
     extra = {name: value for name, value in sorted(flat.items()) if not _known(name)}
     diagnostics = DiagnosticsMetrics(
         strategy_complexity=_leaf(flat, "diagnostics", "strategy_complexity"),
         search_intensity=_int_or_none(_leaf(flat, "diagnostics", "search_intensity")),
         returns_source=raw.get("returns_source") if isinstance(raw.get("returns_source"), str) else None,
-        extra_metrics=extra or None,
-        validation_health=ValidationHealth(metric_coverage_ratio=given / declared,
-                                           rules_executed_ratio=1.0 if executed else 0.0,
-                                           validation_error_count=0))
-    return EvaluationMetrics(**blocks, diagnostics=diagnostics)  # type: ignore[arg-type]
+        extra_metrics=extra or None, validation_health=validation_health(blocks, results))
+    return msgspec.structs.replace(blocks, diagnostics=diagnostics)
 
 
 def _int_or_none(value: float | None) -> int | None:

@@ -161,6 +161,7 @@ class EvaluationRun(msgspec.Struct, kw_only=True):
     updated_at: str
     links: RunLinks
     revision: int = 1
+    sequence: int = 0  # order of creation among the world's runs (timestamps tie within a second)
 
 
 class RunRevision(msgspec.Struct, kw_only=True):

@@ -24,6 +24,11 @@ def _world(h: Harness) -> None:
     assert h.client.post("/worlds/demo/policies", json={"policy": POLICY}).status_code == 200
 
 
+def _events(h: Harness, event_type: str) -> list[dict[str, Any]]:
+    h.system.relay_now()  # the outbox relays after commit; flush it before reading the bus
+    return [e.event["data"] for e in h.bus.of_type(event_type)]
+
+
 def _evaluate(h: Harness, **body: Any) -> dict[str, Any]:
     r = h.client.post("/worlds/demo/evaluate", json=body)
     assert r.status_code == 200, r.text
@@ -48,7 +53,7 @@ def test_evaluate_records_a_run_the_reference_way(sql_api: Harness) -> None:
     assert run["summary"]["status"] == "warn" and run["summary"]["recommended_stage"] == "backtest_only"
     assert run["links"] == {"metrics": f"{RUNS}/eval-1/metrics", "history": f"{RUNS}/eval-1/history"}
     assert sql_api.client.get(f"{RUNS}/eval-1/metrics").json() == run["metrics"]
-    created = [e.event["data"] for e in sql_api.bus.of_type("evaluation_run_created")]
+    created = _events(sql_api, "evaluation_run_created")
     assert created == [{"world_id": "demo", "strategy_id": "s1", "run_id": "eval-1", "stage": "backtest",
                         "version": 1, "risk_tier": "low", "status": "warn", "recommended_stage": "backtest_only",
                         "revision": 1, "idempotency_key": "evaluation_run_created:demo:s1:eval-1:1"}]
@@ -87,7 +92,7 @@ def test_override_rules_and_idempotence(sql_api: Harness) -> None:
     assert first.status_code == 200 and first.json()["summary"]["override_status"] == "approved"
     again = sql_api.client.post(f"{RUNS}/r1/override", json=APPROVAL)
     assert again.json() == first.json()
-    updates = [e.event["data"] for e in sql_api.bus.of_type("evaluation_run_updated")]
+    updates = _events(sql_api, "evaluation_run_updated")
     assert [(u["change_type"], u["revision"]) for u in updates] == [("override", 2)]
     assert sql_api.client.post(f"{RUNS}/nope/override", json=APPROVAL).status_code == 404
 
@@ -103,7 +108,7 @@ def test_ex_post_failures_append_and_validate(sql_api: Harness) -> None:
     assert failure["recorded_at"].endswith("Z")
     assert sql_api.client.post(f"{RUNS}/r1/ex-post-failures", json={**record, "category": ""}).status_code == 422
     assert sql_api.client.post(f"{RUNS}/r1/ex-post-failures", json={**record, "severity": "dire"}).status_code == 422
-    updates = [e.event["data"]["change_type"] for e in sql_api.bus.of_type("evaluation_run_updated")]
+    updates = [u["change_type"] for u in _events(sql_api, "evaluation_run_updated")]
     assert updates == ["ex_post_failure"]
 
 

@@ -103,11 +103,13 @@ def test_recommended_stage_table(profile: str | None, stage: str | None, expecte
 
 
 def test_metric_blocks_file_known_fields_and_keep_the_rest_as_extra() -> None:
-    blocks = metric_blocks({"sharpe": 1.0, "n_trades_total": 40, "benchmark": {"sharpe": 0.4}, "alpha_x": 3}, 5)
+    results = {f"rule{i}": RuleResult(status="pass") for i in range(4)}
+    blocks = metric_blocks({"sharpe": 1.0, "n_trades_total": 40, "benchmark": {"sharpe": 0.4}, "alpha_x": 3}, results)
     assert blocks.returns.sharpe == 1.0 and blocks.sample.n_trades_total == 40
     assert blocks.benchmark.sharpe == 0.4
     assert blocks.diagnostics.extra_metrics == {"alpha_x": 3.0}
-    assert blocks.diagnostics.validation_health.rules_executed_ratio == 1.0
+    health = blocks.diagnostics.validation_health
+    assert (health.metric_coverage_ratio, health.rules_executed_ratio) == (2 / 12, 0.8)  # 2 of 12 core metrics
 
 
 def test_override_needs_reason_actor_and_timestamp_when_approving_and_is_idempotent() -> None:

@@ -106,3 +106,35 @@ def test_the_query_is_pure_and_decodes_from_the_command_topic() -> None:
     outcome = answer(state, command, now)
     assert outcome.effects == [] and outcome.state is state
     assert msgspec.to_builtins(outcome.reply)["fail_closed_violations"] == [_violation("<unset>", "<unset>")]
+
+
+def test_the_run_based_invariants_name_the_runs_that_break_them(api: Harness) -> None:
+    _world(api, CRITICAL)
+    policy = {"thresholds": {"sharpe": {"metric": "sharpe", "min": 0.5}},
+              "validation": {"on_error": "fail", "on_missing_metric": "fail"}}
+    assert api.client.post("/worlds/w1/policies", json={"policy": policy}).status_code == 200
+    for sid, run_id, sharpe in (("s1", "old", 2.0), ("s1", "new", 0.1), ("s2", "ok", 2.0)):
+        body = {"strategy_id": sid, "run_id": run_id, "stage": "live",
+                "metrics": {sid: {"sharpe": sharpe, "n_trades_total": 50}}}
+        assert api.client.post("/worlds/w1/evaluate", json=body).status_code == 200
+    approval = {"status": "approved", "reason": "desk sign-off", "actor": "alice", "timestamp": "2026-01-01T00:00:00Z"}
+    assert api.client.post("/worlds/w1/strategies/s2/runs/ok/override", json=approval).status_code == 200
+    report = _report(api)
+    assert report["ok"] is False and report["fail_closed_violations"] == []
+    statuses = {(f["strategy_id"], f["run_id"], f["status"]) for f in report["live_status_failures"]}
+    assert ("s1", "new", "fail") in statuses and all(run_id != "old" for _, run_id, _ in statuses)
+    assert report["live_policy_version_mismatches"] == []
+    [override] = report["approved_overrides"]
+    assert (override["run_id"], override["review_window_days"], override["review_due_at"]) == (
+        "ok", 30, "2026-01-31T00:00:00Z")
+    assert override["missing_fields"] == [] and override["review_overdue"] is True
+    assert report["validation_health_gaps"] == []
+    narrowed = _report(api, strategy_id="s2")
+    assert narrowed["live_status_failures"] == [] or all(
+        f["strategy_id"] == "s2" for f in narrowed["live_status_failures"])
+    assert [o["strategy_id"] for o in narrowed["approved_overrides"]] == ["s2"]
+    assert api.client.post("/worlds/w1/policies", json={"policy": policy}).status_code == 200
+    assert api.client.post("/worlds/w1/set-default", json={"version": 2}).status_code == 200
+    mismatched = {(m["strategy_id"], m["policy_version"], m["required_policy_version"])
+                  for m in _report(api)["live_policy_version_mismatches"]}
+    assert mismatched == {("s1", "1", 2), ("s2", "1", 2)}
