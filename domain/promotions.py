@@ -149,9 +149,10 @@ def plan_out(state: WorldState, q: c.GetPromotionPlan, now: datetime) -> LivePro
         max_live_slots=governance.max_live_slots, canary_fraction=governance.canary_fraction)
 
 
-def freshness(run: EvaluationRun) -> tuple[datetime, datetime, str, str]:
-    """Newest first is the largest: updated, then created, then the ids (so ties are decided, not random)."""
-    return parse_iso(run.updated_at), parse_iso(run.created_at), run.strategy_id, run.run_id
+def freshness(run: EvaluationRun) -> tuple[datetime, datetime, int, str, str]:
+    """The freshest is the largest: updated, then created (the reference's rank), then the later-created
+    run (timestamps tie within a second), then the ids."""
+    return parse_iso(run.updated_at), parse_iso(run.created_at), run.sequence, run.strategy_id, run.run_id
 
 
 def latest_paper_runs(state: WorldState) -> list[EvaluationRun]:

@@ -322,3 +322,9 @@ def test_auto_apply_promotes_the_freshest_paper_run() -> None:
     step = auto_apply(state, _cmd("auto_apply_live_promotion"), NOW, ApplySettings())
     assert step.success.source_run_id == "fresh" and step.success.apply_run_id == auto_run_id("fresh", NOW)
     assert step.start.body.plan.activate == ["s1", "s2"]
+
+
+def test_runs_recorded_within_the_same_second_rank_by_creation() -> None:
+    state = _evaluate(_evaluate(_world({"mode": "auto_apply", **NO_RISK}), "zz-first"), "aa-second")
+    step = auto_apply(state, _cmd("auto_apply_live_promotion"), NOW, ApplySettings())
+    assert step.success.source_run_id == "aa-second"
