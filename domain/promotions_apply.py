@@ -26,7 +26,9 @@ from domain.effects import AuditRecord
 from domain.gating import SHARE_POLICY
 from domain.governance import canary_allows
 from domain.hashing import blake3_hex
-from domain.promotions import DISABLED, MANUAL, Judged, governance_of, judge, latest_paper_runs, override_status
+from domain.promotions import (
+    DISABLED, MANUAL, Judged, governance_of, judge, latest_paper_runs, override_status, target_of,
+)
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z
 from messages import commands as c
@@ -131,6 +133,8 @@ def apply_promotion(state: WorldState, cmd: c.ApplyPromotion, now: datetime,
     existing = state.runs.get(body.apply_run_id)
     if existing is not None:
         run = evaluation.require_run(state, body.strategy_id, body.run_id)
+        if target_of(run) != existing.target:  # that id promoted another set
+            raise conflict(f"run_id {existing.run_id!r} was already used with a different plan")
         return _begin(state, _replayed(state, cmd, existing), now, settings, {}, run)
     judged = _judged_for_apply(state, cmd, now)
     if isinstance(judged, PromotionStep):

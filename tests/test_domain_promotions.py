@@ -132,7 +132,12 @@ def _completed_apply(state: WorldState, run_id: str, at: datetime) -> WorldState
 
     outcome = apply.begin(state, _cmd("apply", body={"run_id": run_id, "plan": {"activate": ["s9"]}}), at,
                           ApplySettings())
-    state = outcome.state
+    return _finished(outcome.state, run_id, at)
+
+
+def _finished(state: WorldState, run_id: str, at: datetime) -> WorldState:
+    from domain import apply
+
     while (step := apply.advance(state, run_id, at, ApplySettings())) is not None:
         state = step.state
     assert state.runs[run_id].phase == "completed"
@@ -328,3 +333,16 @@ def test_runs_recorded_within_the_same_second_rank_by_creation() -> None:
     state = _evaluate(_evaluate(_world({"mode": "auto_apply", **NO_RISK}), "zz-first"), "aa-second")
     step = auto_apply(state, _cmd("auto_apply_live_promotion"), NOW, ApplySettings())
     assert step.success.source_run_id == "aa-second"
+
+
+def test_a_repeated_apply_run_id_answers_its_run_and_another_set_under_it_is_409() -> None:
+    state = _evaluate(_world({"mode": "auto_apply", "cooldown": "1h", **NO_RISK}))
+    command = _cmd("apply_live_promotion", body={"strategy_id": "s1", "run_id": "r1", "apply_run_id": "a1"})
+    state = _finished(apply_promotion(state, command, NOW, ApplySettings()).outcome.state, "a1", NOW)
+    again = apply_promotion(state, command, NOW, ApplySettings())  # in cooldown, yet the stored outcome
+    assert again.failure is None and again.outcome.effects == [] and again.start.body.run_id == "a1"
+    state = _evaluate(state, "r2", s2=0.9)
+    other = _cmd("apply_live_promotion", body={"strategy_id": "s1", "run_id": "r2", "apply_run_id": "a1"})
+    with pytest.raises(CommandRejected) as refused:
+        apply_promotion(state, other, NOW, ApplySettings())
+    assert refused.value.status == 409 and "different plan" in refused.value.detail
