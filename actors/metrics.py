@@ -47,6 +47,15 @@ class ActorMetrics:
                                           "Live promotions refused by a gate or the default-safe rule, or whose "
                                           "apply rolled back, by world and reason", ["world_id", "reason"],
                                           registry=self.registry)
+        # The reference's live monitoring counters, without its world_id label (bounded labels).
+        self.live_monitoring_runs = Counter("live_monitoring_run_total",
+                                            "Live monitoring runs of a world by outcome: success, failure",
+                                            ["status"], registry=self.registry)
+        self.live_monitoring_updated = Counter("live_monitoring_run_updated_strategies_total",
+                                               "Live runs given a new revision by live monitoring",
+                                               registry=self.registry)
+        for status in ("success", "failure"):
+            self.live_monitoring_runs.labels(status)
 
     def ack_anomaly(self, reason: AckAnomaly, **where: Any) -> None:
         """One count and one warning line per irregular ACK, so the two never disagree. ``where`` names the
@@ -84,3 +93,12 @@ class ActorMetrics:
     def _observe_events(self, before: ApplyRun, after: ApplyRun) -> None:
         if after.resends > before.resends:
             self.resends.inc(sum(not e.acked for e in after.events))
+
+    def observe_live_monitoring(self, status: int, updated: int) -> None:
+        """One world's monitoring run as answered: a 2xx succeeded (``updated`` runs revised), a 5xx failed;
+        a refused request (an unknown world, a missing role) ran nothing and is not counted."""
+        if status < 300:
+            self.live_monitoring_runs.labels("success").inc()
+            self.live_monitoring_updated.inc(updated)
+        elif status >= 500:
+            self.live_monitoring_runs.labels("failure").inc()

@@ -29,7 +29,7 @@ from messages.decisions import DecisionHistoryOut
 from domain.timefmt import iso_z, parse_iso
 from messages.commands import (
     AckActivation, ApplyPromotion, ApplyTick, AutoApplyPromotion, Command, GetAudit, GetDecisionHistory,
-    HoldForAllocation, RefreshProjection, ReleaseAllocation, StartApply,
+    HoldForAllocation, RefreshProjection, ReleaseAllocation, RunLiveMonitoring, StartApply,
 )
 from messages.apply import ApplyRun
 from messages.errors import CommandRejected, ErrorBody, not_found
@@ -174,9 +174,16 @@ class WorldActor(pykka.ThreadingActor):
         except Exception as exc:  # an actor must outlive any one command: reload and answer
             bound.exception("command_failed", error=repr(exc))
             reply = self._reset(request, 500, "internal error; retry")
-        if reply is not None and is_mutation(command) and not isinstance(command, _QUIET):
-            bound.info("command", status=reply.status)
+        if reply is not None:
+            self._account(command, reply, bound)
         return reply
+
+    def _account(self, command: Command, reply: Reply, bound: Any) -> None:
+        """The command's log line (mutations) and the counters its answer feeds."""
+        if is_mutation(command) and not isinstance(command, _QUIET):
+            bound.info("command", status=reply.status)
+        if isinstance(command, RunLiveMonitoring):
+            self._metrics.observe_live_monitoring(reply.status, getattr(reply.body, "updated", 0))
 
     def _reset(self, request: Request, status: int, detail: str) -> Reply | None:
         """Memory may be ahead of SQL: drop it (the next message reloads) and release parked callers, who

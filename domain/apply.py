@@ -44,6 +44,7 @@ from domain.gating import COMPUTE_ONLY, GatingPlan, parse_gating, pre_promotion_
 from domain.hashing import blake3_hex, canonical_json
 from domain.policies import default_policy, normalise
 from domain.selection import SelectionResult, parse_correlations, select
+from domain.series_metrics import derive
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
 from messages.activation import ActivationEntry
@@ -105,7 +106,8 @@ def select_for(state: WorldState, body: EvaluateRequest) -> tuple[SelectionResul
     policy itself."""
     policy, version = _policy_for(state, body)
     previous = body.previous or state.decisions
-    result = select(policy, body.metrics, list(previous), parse_correlations(body.correlations), body.stage)
+    result = select(policy, body.metrics, list(previous), parse_correlations(body.correlations), body.stage,
+                    derive(body.series))
     return result, version, policy
 
 

@@ -140,8 +140,18 @@ def _mode(state: WorldState, world: WorldRecord, rules: DecisionRules | None, me
     return _engine_mode(state, world, rules, meta.dataset_fingerprint if meta else None, requested, now)
 
 
+def _entry_as_of(meta: HistoryEntry | None) -> str | None:
+    """The picked entry's ``as_of``, else its artifact's (the reference reads the artifact as a fallback)."""
+    if meta is None:
+        return None
+    return meta.as_of or (meta.artifact.as_of if meta.artifact else None)
+
+
 def decide(state: WorldState, as_of: str | None, now: datetime) -> tuple[DecisionEnvelope, DecisionRecord, int]:
-    """The envelope, the decision record to keep (changed only by the reference path's memory), its TTL."""
+    """The envelope, the decision record to keep (changed only by the reference path's memory), its TTL.
+
+    As in the reference, the envelope's ``as_of`` is that of the history entry the decision read, then the
+    requested ``as_of``, then now."""
     world = require_world(state)
     requested = _parse_as_of(as_of)
     pv = default_policy(state)
@@ -151,7 +161,7 @@ def decide(state: WorldState, as_of: str | None, now: datetime) -> tuple[Decisio
     mode, tokens, ttl = _mode(state, world, rules, meta, requested, now)
     reason = " & ".join(tokens)
     fields = _history_fields(meta)
-    anchored_as_of = iso_z(requested) if requested else (meta.as_of if meta else None)
+    anchored_as_of = _entry_as_of(meta) or (iso_z(requested) if requested else None)
     common: dict[str, Any] = dict(
         world_id=state.world_id, policy_version=policy_version, effective_mode=mode, reason=reason,
         as_of=anchored_as_of or iso_z(now), ttl=f"{ttl}s", **fields,

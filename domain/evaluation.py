@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from domain import live_metrics
 from domain.activation import envelope
 from domain.apply import select_for
 from domain.decide import decide
@@ -22,6 +23,7 @@ from domain.evaluation_report import metric_blocks, recommended_stage, rule_resu
 from domain.events import cloudevent
 from domain.policies import POLICY_TOPIC
 from domain.selection import SelectionResult, effective_rules
+from domain.series_metrics import derive
 from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z
 from messages import commands as c
@@ -96,14 +98,15 @@ def _new_run(state: WorldState, sid: str, run_id: str, body: EvaluateRequest, ev
              now: datetime, campaign: dict[str, Any]) -> EvaluationRun:
     selection, version, policy = evaluated
     stage = body.stage or "backtest"
-    raw = body.metrics.get(sid, {})
+    # What the rules saw: the supplied metrics with those derived from the strategy's series over them.
+    raw = {**body.metrics.get(sid, {}), **derive(body.series).get(sid, {})}
     results = rule_results(sid, raw, selection, _risk_configured(policy, selection.profile))
     previous = latest(state, sid, run_id)
     stamp = iso_z(now)
     return EvaluationRun(
         world_id=state.world_id, strategy_id=sid, run_id=run_id, status="evaluated" if raw else "evaluating",
         stage=stage, risk_tier=body.risk_tier or "unknown", model_card_version=body.model_card_version,
-        metrics=metric_blocks(raw, results) if raw else None,
+        metrics=live_metrics.attach(state, sid, raw, metric_blocks(raw, results), stamp) if raw else None,
         validation=EvaluationValidation(policy_version=None if version is None else str(version),
                                         ruleset_hash=selection.ruleset_hash, profile=selection.profile,
                                         results=results),
@@ -193,7 +196,8 @@ def _candidates(body: Any) -> list[str]:
     candidates = list(dict.fromkeys(body.candidates)) if body.candidates is not None else sorted(body.metrics)
     if not candidates:
         raise unprocessable("cohort candidates must not be empty")
-    missing = [sid for sid in candidates if sid not in body.metrics]
+    sources = body.metrics.keys() | (body.series or {}).keys()  # metrics given, or derivable from a series
+    missing = [sid for sid in candidates if sid not in sources]
     if missing:
         raise unprocessable(f"cohort candidates missing metrics sources: {', '.join(missing)}")
     return candidates

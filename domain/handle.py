@@ -8,7 +8,10 @@ from typing import Any
 
 import msgspec
 
-from domain import activation, apply_answers, evaluation, invariants, policies, promotions, worlds, wvg
+from domain import (
+    activation, apply_answers, campaigns, evaluation, invariants, live_monitoring, policies, promotions, worlds,
+    wvg,
+)
 from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
@@ -43,6 +46,7 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
     c.RecordExPostFailure: evaluation.record_ex_post_failure,
     c.ApprovePromotion: promotions.approve,
     c.RejectPromotion: promotions.reject,
+    c.RunLiveMonitoring: live_monitoring.run_monitoring,
 }
 
 
@@ -105,6 +109,9 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetPromotionPlan: promotions.plan_out,
     c.ListPromotionCandidates: promotions.candidates_out,
     c.GetValidationInvariants: invariants.validation_invariants,
+    c.GetCampaignStatus: campaigns.campaign_status,
+    c.CampaignTick: campaigns.campaign_tick,
+    c.GetLiveMonitoringReport: live_monitoring.report,
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from domain.hashing import blake3_hex, canonical_json
+from domain.series_metrics import merged
 from messages.errors import unprocessable
 from messages.policies import Correlation, Hysteresis, Policy, Selection, Threshold, TopK
 
@@ -415,12 +416,13 @@ def _screen(flat: Mapping[str, Mapping[str, float]], rules: Selection,
 # --- entry point ---------------------------------------------------------------------------------------
 
 def select(policy: Policy, metrics: Mapping[str, Any], previous: Iterable[str], correlations: Correlations,
-           stage: str | None = None) -> SelectionResult:
-    """Run the selection pipeline; raises a 422 ``CommandRejected`` for an unusable policy profile."""
+           stage: str | None = None, derived: Mapping[str, Mapping[str, float]] | None = None) -> SelectionResult:
+    """Run the selection pipeline; raises a 422 ``CommandRejected`` for an unusable policy profile.
+    ``derived``: flat metrics computed from the request's series, merged over the flattened ``metrics``."""
     profile = choose_profile(policy, stage)
     rules = effective_rules(policy, profile)
     mode = policy.validation.on_missing_metric
-    flat = {sid: flatten_metrics(metrics[sid]) for sid in sorted(metrics)}
+    flat = merged({sid: flatten_metrics(metrics[sid]) for sid in metrics}, derived or {})
     issues, survivors, notes = _screen(flat, rules, mode)
     ranked, outside = _apply_top_k(flat, survivors, rules.top_k, notes)
     kept, uncorrelated_out = _apply_correlation(ranked, correlations, rules.correlation, notes)

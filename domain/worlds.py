@@ -10,6 +10,7 @@ from msgspec import UNSET
 
 from domain.decide import reevaluate
 from domain.default_safe import must_demote
+from domain.domains import normalise_domain
 from domain.effects import AuditRecord, Effect, RemoveWorld, SaveHistory, SaveStrategies, SaveWorld
 from domain.policies import default_policy, human_summary
 from domain.promotion import demote
@@ -133,13 +134,31 @@ def _check_timestamp(name: str, value: str | None, now: datetime) -> None:
     refuse_future(name, value, now)  # evidence from the future would decide ahead of its time
 
 
+def _history_fields(cmd: PutHistory, now: datetime) -> dict[str, Any]:
+    """The record's fields from the request: the Gateway's forwarding fields are checked, then ``world_id``
+    and the sender's ``updated_at`` are dropped (the receive time is stored instead)."""
+    body = cmd.body
+    if body.world_id is not None and body.world_id != cmd.world_id:
+        raise unprocessable(f"world_id {body.world_id!r} in the body does not match the world "
+                            f"{cmd.world_id!r} of the path")
+    for name in ("as_of", "data_end"):
+        _check_timestamp(name, getattr(body, name), now)
+    if body.updated_at is not None:
+        try:
+            parse_iso(body.updated_at)
+        except ValueError:
+            raise unprocessable("invalid updated_at; expected ISO-8601 timestamp") from None
+    fields = msgspec.structs.asdict(body)
+    del fields["world_id"], fields["updated_at"]
+    if body.execution_domain is not None:
+        fields["execution_domain"] = normalise_domain(body.execution_domain)
+    return fields
+
+
 def put_history(state: WorldState, cmd: PutHistory, now: datetime) -> Outcome:
     require_world(state)
     body = cmd.body
-    for name in ("as_of", "data_end"):
-        _check_timestamp(name, getattr(body, name), now)
-    fields = msgspec.structs.asdict(body)
-    entry = HistoryEntry(updated_at=iso_z(now), **fields)
+    entry = HistoryEntry(updated_at=iso_z(now), **_history_fields(cmd, now))
     history = {**state.history, body.strategy_id: entry}
     result = {"strategy_id": body.strategy_id, "dataset_fingerprint": body.dataset_fingerprint,
               "as_of": body.as_of, "updated_at": entry.updated_at}

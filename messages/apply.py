@@ -9,7 +9,7 @@ import msgspec
 from messages.activation import ActivationEntry, ActivationEnvelope
 from messages.decisions import DecisionEnvelope
 from messages.evaluation import EvaluationOverride
-from messages.types import Identifier, Weight
+from messages.types import Finite, Identifier, Weight
 
 
 class ApplyPlan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -21,18 +21,30 @@ class ApplyPlan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     weights: dict[str, Weight] = {}
 
 
+class StrategySeries(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """One strategy's performance series (reference ``StrategySeries``): a cumulative ``equity`` or ``pnl``
+    curve, or per-period ``returns``. Evaluate and apply derive linearity and alpha metrics from it
+    (``domain.series_metrics``). Unset fields are omitted when encoded, so an apply's plan hash is the one
+    it had while ``series`` was an untyped mapping."""
+
+    equity: list[Finite] | None = None
+    pnl: list[Finite] | None = None
+    returns: list[Finite] | None = None
+
+
 class EvaluateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Body of ``POST /worlds/{id}/evaluate`` (reference ``EvaluateRequest``).
 
     ``correlations`` is a nested mapping ``{"s1": {"s2": 0.9}}`` or a list of ``{"a", "b", "value"}``
-    objects: the reference's tuple-keyed form could not be sent as JSON at all.
+    objects: the reference's tuple-keyed form could not be sent as JSON at all. ``series`` maps strategy ids
+    to ``StrategySeries``; the metrics derived from them are merged over ``metrics`` before selection.
     """
 
     metrics: dict[str, dict[str, Any]] = {}
     previous: list[Identifier] | None = None
     correlations: dict[str, dict[str, float]] | list[dict[str, Any]] | None = None
     policy: dict[str, Any] | str | None = None
-    series: dict[str, Any] | None = None
+    series: dict[str, StrategySeries] | None = None
     run_id: Identifier | None = None
     stage: str | None = None
     risk_tier: str | None = None

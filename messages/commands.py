@@ -308,11 +308,41 @@ class GetValidationInvariants(Command, tag="get_validation_invariants"):
     strategy_id: Identifier | None = None
 
 
+# --- campaigns and live monitoring (reference §1.9, §1.11) ---------------------------------------------
+# Status, tick and the report are reads (tick is a POST yet writes nothing: it only recommends steps).
+# A monitoring run is a mutation of the world: it appends revisions to the world's live runs.
+
+
+class GetCampaignStatus(Command, tag="get_campaign_status"):
+    strategy_id: Identifier | None = None  # only this strategy's runs
+
+
+class CampaignTick(Command, tag="campaign_tick"):
+    strategy_id: Identifier | None = None
+
+
+class GetLiveMonitoringReport(Command, tag="get_live_monitoring_report"):
+    pass
+
+
+class RunLiveMonitoring(Command, tag="run_live_monitoring"):
+    """Judge each strategy's latest live run by the default policy's ``live_monitoring`` guardrails; a run
+    whose readings or verdict changed gets a new revision. ``run-all`` sends one per world."""
+
+
+CampaignQuery = Union[GetCampaignStatus, CampaignTick, GetLiveMonitoringReport]
+CAMPAIGN_ROLES: dict[type[Command], Role] = {
+    GetCampaignStatus: "reader", CampaignTick: "reader", GetLiveMonitoringReport: "reader",
+    RunLiveMonitoring: "operator",
+}
+
+
 Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
     GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, GetApplyRun,
     ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory, ListRuns, GetRun, GetRunMetrics, GetRunHistory,
     GetPromotionPlan, ListPromotionCandidates, GetValidationInvariants,
+    CampaignQuery,
 ]
 
 # --- who may send what -------------------------------------------------------------------------------
@@ -323,6 +353,7 @@ ExternalMutation = Union[
     PutNode, DeleteNode, PutEdgeOverride, StoreValidation, LookupValidation, DeleteValidation,
     Evaluate, EvaluateCohort, OverrideRun, RecordExPostFailure,
     ApprovePromotion, RejectPromotion, ApplyPromotion, AutoApplyPromotion,
+    RunLiveMonitoring,
 ]
 
 # Sent only by the daemon itself (timers, the ACK consumer, the allocation coordinator, the projection
@@ -354,6 +385,7 @@ REQUIRED_ROLE: dict[type[Command], Role] = {
     ApprovePromotion: "owner", RejectPromotion: "owner", ApplyPromotion: "operator", AutoApplyPromotion: "operator",
     LookupValidation: "reader",  # a read for the caller, though a stale entry is evicted
     **{query: "reader" for query in get_args(Query)},
+    **CAMPAIGN_ROLES,
 }
 
 

@@ -17,8 +17,8 @@ class HistoryArtifact(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     uri: str | None = None
 
 
-class HistoryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``SeamlessHistoryRequest``: one metadata record per (world, strategy)."""
+class _HistoryRecord(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The fields a history record keeps: what the client sent, without the forwarding envelope."""
 
     strategy_id: Identifier
     node_id: Identifier
@@ -34,10 +34,25 @@ class HistoryRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metrics: dict[str, float] | None = None  # named metrics the gates, score, sample and exposure read
     data_end: str | None = None  # end of the data behind the metrics (else coverage_bounds[1], else as_of)
     correlations: dict[str, float] | None = None  # correlation with other strategies of the world, by id
+    execution_domain: str | None = None  # the domain the data was produced in, normalised (domain.domains)
 
 
-class HistoryEntry(HistoryRequest, kw_only=True):
-    """A stored history record: the request as sent plus when it was received."""
+class HistoryRequest(_HistoryRecord, kw_only=True):
+    """``SeamlessHistoryRequest``: one metadata record per (world, strategy).
+
+    The reference Gateway adds ``world_id``, ``execution_domain`` and ``updated_at`` when it forwards the
+    metadata; all three are accepted (any other unknown field is still a 422). ``world_id`` must name the
+    world of the path. ``updated_at`` is the sender's clock: it is checked to be a timestamp and then
+    dropped, because the stored ``updated_at`` is always the server's receive time (it ranks entries for
+    ``/decide`` and is reported as ``history_updated_at``, so a client clock must not set it).
+    """
+
+    world_id: str | None = None
+    updated_at: str | None = None
+
+
+class HistoryEntry(_HistoryRecord, kw_only=True):
+    """A stored history record: the request as sent (without ``world_id``) plus when it was received."""
 
     updated_at: str
 

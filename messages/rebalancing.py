@@ -9,9 +9,10 @@ here: the reference answers ``422 Allocation ratios must be between 0 and 1: <id
 message is produced by ``domain.rebalancing.validate_allocations``. The other ratio maps are only required
 to be finite, as in the reference (strategy ratios above 1 mean leverage, not an error).
 
-Responses omit ``None`` fields when encoded (``omit_defaults``), as the reference's
-``response_model_exclude_none`` does, so a v1 answer never carries ``alpha_metrics``/``rebalance_intent``;
+Plan responses omit ``None`` fields when encoded (``omit_defaults``), as the reference's
+``response_model_exclude_none`` does, so a v1 plan never carries ``alpha_metrics``/``rebalance_intent``;
 fields that must always appear (``schema_version``, ``per_world``...) have no default and are never omitted.
+``POST /allocations`` is the exception: the reference encodes its nulls, so ``AllocationUpsertResponse`` does.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from messages.types import Identifier, WorldId
+from messages.types import Finite, Identifier, WorldId
 
-_FLOAT_MAX = 1.7976931348623157e308
-Finite = Annotated[float, Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX, description="finite number")]
 Ratio = Annotated[float, Meta(ge=0.0, le=1.0, description="fraction in [0, 1]")]
 SchemaVersion = Annotated[int, Meta(ge=1, description="rebalance schema version (1 or 2)")]
 RebalanceMode = Literal["scaling", "overlay", "hybrid"]
@@ -155,10 +154,27 @@ class AllocationUpsertRequest(msgspec.Struct, forbid_unknown_fields=True, kw_onl
     overlay: OverlayConfig | None = None
 
 
-class AllocationUpsertResponse(MultiWorldRebalanceResponse, kw_only=True, omit_defaults=True):
-    """The v1 plan plus the run's identity. ``execution_response`` has no default so it is always encoded:
-    null on a replay that did not execute, as the reference answers."""
+class AllocationDelta(msgspec.Struct, kw_only=True):
+    """``SymbolDelta`` as ``POST /allocations`` encodes it: ``venue`` is null, not omitted, when unset."""
 
+    symbol: str
+    delta_qty: float
+    venue: str | None = None
+
+
+class AllocationWorldPlan(WorldPlan, kw_only=True):
+    deltas: list[AllocationDelta]
+
+
+class AllocationUpsertResponse(MultiWorldRebalanceResponse, kw_only=True, omit_defaults=False):
+    """The v1 plan plus the run's identity. Unlike the plan answer, every field is encoded, null when unset
+    (a delta's ``venue``; ``overlay_deltas`` outside overlay mode; ``alpha_metrics`` and ``rebalance_intent``
+    always, since this route is fixed at v1; ``execution_response`` on a replay that did not execute), as the
+    reference answers."""
+
+    per_world: dict[str, AllocationWorldPlan]
+    global_deltas: list[AllocationDelta]
+    overlay_deltas: list[AllocationDelta] | None = None
     run_id: str
     etag: str
     executed: bool

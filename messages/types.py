@@ -22,6 +22,10 @@ Identifier = Annotated[
     str, Meta(min_length=1, max_length=256, pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
               description="non-empty identifier without control characters")
 ]
+# NaN fails every comparison, so these bounds also keep NaN and inf out when a message is built by
+# ``msgspec.convert`` from Python objects (JSON cannot spell them, and msgspec refuses 1e400 when decoding).
+_FLOAT_MAX = 1.7976931348623157e308
+Finite = Annotated[float, Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX, description="finite number")]
 Weight = Annotated[float, Meta(ge=0.0, le=1.0, description="sizing weight in [0, 1]")]
 PositiveVersion = Annotated[int, Meta(ge=1)]
 Side = Literal["long", "short"]

@@ -71,6 +71,22 @@ def test_allocation_plans_against_stored_allocations_and_is_idempotent(seeded) -
     assert {e.key for e in planned} == {"w1", "w2"}
 
 
+REFERENCE_UPSERT_KEYS = ["schema_version", "per_world", "global_deltas", "overlay_deltas", "alpha_metrics",
+                         "rebalance_intent", "run_id", "etag", "executed", "execution_response"]
+
+
+def test_allocation_answer_encodes_its_unset_fields_as_null(seeded) -> None:  # type: ignore[no-untyped-def]
+    h = seeded()
+    unrouted = [{**p, "venue": None} for p in _body("r1")["positions"]]
+    first = h.client.post("/allocations", json=_body("r1", positions=unrouted)).json()
+    replay = h.client.post("/allocations", json=_body("r1", positions=unrouted)).json()
+    for body in (first, replay):
+        assert list(body) == REFERENCE_UPSERT_KEYS  # the reference's keys, in its order
+        assert [body[k] for k in ("overlay_deltas", "alpha_metrics", "rebalance_intent")] == [None, None, None]
+        assert body["global_deltas"] == [{"symbol": "BTC", "delta_qty": -0.458, "venue": None}]  # not omitted
+        assert body["per_world"]["w1"]["deltas"] == [{"symbol": "BTC", "delta_qty": -0.333, "venue": None}]
+
+
 def test_bad_requests_are_refused_before_anything_is_stored(seeded) -> None:  # type: ignore[no-untyped-def]
     h = seeded()
     empty = h.client.post("/allocations", json=_body("r2", world_allocations={}))

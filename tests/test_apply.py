@@ -319,6 +319,33 @@ def test_evaluate_selects_by_policy_and_accepts_correlations_over_http(apply_api
     assert h.client.get("/worlds/w1/decisions").json() == {"strategies": ["a", "b"]}
 
 
+def test_a_threshold_on_series_metrics_selects_by_the_series(apply_api) -> None:
+    h = apply_api()
+    _world(h, policy=False)
+    policy = {"thresholds": {"linear": {"metric": "el_v2_score", "min": 0.9},
+                             "gains": {"metric": "alpha_performance.win_ratio", "min": 0.5}}}
+    h.client.post("/worlds/w1/policies", json={"policy": policy})
+    steady = {"equity": [100.0 + n for n in range(12)]}
+    choppy = {"equity": [100.0, 90.0, 105.0, 95.0, 110.0, 100.0, 104.0]}
+    metrics = {"steady": {"sharpe": 1.0}, "choppy": {"sharpe": 1.0}}
+    alone = h.client.post("/worlds/w1/evaluate", json={"metrics": metrics, "series": {"steady": steady}})
+    assert alone.status_code == 200, alone.text
+    assert alone.json()["active"] == ["steady"]
+    assert "choppy: el_v2_score missing" in alone.json()["notes"]
+    both = h.client.post("/worlds/w1/evaluate", json={"metrics": metrics,
+                                                       "series": {"steady": steady, "choppy": choppy}})
+    assert both.json()["active"] == ["steady"]
+    assert any(n.startswith("choppy: el_v2_score 0.") and n.endswith("< min 0.9") for n in both.json()["notes"])
+    returns = h.client.post("/worlds/w1/evaluate", json={"series": {"r": {"returns": [0.01, 0.02, 0.01, 0.03]}}})
+    assert returns.json()["active"] == ["r"]  # a strategy with only a series is a candidate
+    applied = h.client.post("/worlds/w1/apply", json={"run_id": "r1", "metrics": metrics,
+                                                        "series": {"steady": steady, "choppy": choppy}})
+    assert applied.status_code == 200 and applied.json()["active"] == ["steady"]
+    assert h.client.get("/worlds/w1/decisions").json() == {"strategies": ["steady"]}
+    bad = h.client.post("/worlds/w1/evaluate", json={"series": {"steady": {"equty": [1.0, 2.0]}}})
+    assert bad.status_code == 422 and "equty" in bad.text
+
+
 def test_apply_on_unknown_world_or_without_policy_is_refused_clearly(apply_api) -> None:
     h = apply_api()
     assert h.client.post("/worlds/nope/apply", json={"run_id": "r1", "plan": {}}).status_code == 404

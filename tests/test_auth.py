@@ -63,6 +63,10 @@ ROUTES = [
     ("GET", "/worlds/w1/edges/overrides", None, "reader"),
     ("POST", "/worlds/w1/validations/cache/lookup", {**VALIDATION, "code_version": "other"}, "reader"),
     ("GET", "/worlds/w1/validations/invariants", None, "reader"),
+    ("GET", "/worlds/w1/campaign/status", None, "reader"),
+    ("POST", "/worlds/w1/campaign/tick", None, "reader"),
+    ("GET", "/worlds/w1/live-monitoring/report", None, "reader"),
+    ("POST", "/worlds/w1/live-monitoring/run", None, "operator"),
     ("PUT", "/worlds/w1/activation", {"strategy_id": "s1", "side": "long", "active": False}, "operator"),
     ("POST", "/worlds/w1/apply", {"run_id": "r-{n}", "plan": {"activate": ["s1"]}}, "operator"),
     ("POST", "/worlds/w1/history", {"strategy_id": "s1"}, "operator"),
@@ -193,3 +197,12 @@ def test_allocations_need_operator_on_every_touched_world(secured: Harness) -> N
     both = secured.client.post("/allocations", json=body, headers=bearer(token(["operator:w1", "operator:w2"])))
     assert both.status_code == 200, both.text
     assert secured.client.get("/allocations", headers=bearer(token({"w2": "reader"}))).json()["allocations"].keys() == {"w2"}
+
+
+def test_live_monitoring_of_every_world_needs_operator_on_every_world(secured: Harness) -> None:
+    path = "/worlds/live-monitoring/run-all"
+    assert secured.client.post(path).status_code == 401
+    for roles in ({"w1": "operator", "w2": "operator"}, {"*": "reader"}):
+        assert secured.client.post(path, headers=bearer(token(roles))).status_code == 403, roles
+    everywhere = secured.client.post(path, headers=bearer(token({"*": "operator"})))
+    assert (everywhere.status_code, everywhere.json()) == (200, {"results": {"w1": 0, "w2": 0}})

@@ -138,6 +138,27 @@ def test_decide_follows_the_reference_rules(contract_api) -> None:
     assert c.get("/worlds/demo/decide?as_of=yesterday").status_code == 422
 
 
+def test_decide_reports_the_as_of_of_the_history_entry_it_read(api) -> None:
+    c = api.client
+    for wid in ("demo", "undated"):
+        _create(api, wid)
+        c.post(f"/worlds/{wid}/bindings", json={"strategies": ["s1"]})
+        c.post(f"/worlds/{wid}/decisions", json={"strategies": ["s1"]})
+    for sid, as_of in (("s1", "2025-01-01T00:00:00Z"), ("s2", "2025-03-01T00:00:00Z")):
+        c.post("/worlds/demo/history", json={"strategy_id": sid, "node_id": "n", "interval": 60, "as_of": as_of})
+
+    def decide(wid: str, **query: str) -> str:
+        return c.get(f"/worlds/{wid}/decide", params=query).json()["as_of"]
+
+    assert decide("demo", as_of="2025-02-15T00:00:00Z") == "2025-01-01T00:00:00Z"  # the entry, not T
+    assert decide("demo") == "2025-03-01T00:00:00Z"
+    assert decide("demo", as_of="2024-06-01T00:00:00Z") == "2024-06-01T00:00:00Z"  # no entry qualifies: T
+    # an entry without as_of is reported by its artifact's as_of, as the reference does
+    c.post("/worlds/undated/history", json={"strategy_id": "s1", "node_id": "n", "interval": 60,
+                                             "artifact": {"as_of": "2025-02-01T00:00:00Z"}})
+    assert decide("undated", as_of="2025-06-01T00:00:00Z") == "2025-02-01T00:00:00Z"
+
+
 def test_decide_etag_changes_only_with_the_decision(contract_api) -> None:
     _create(contract_api, "demo")
     c = contract_api.client

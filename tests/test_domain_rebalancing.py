@@ -529,7 +529,8 @@ def test_allocation_response_always_encodes_execution_response() -> None:
     _, plan = plan_allocation(request, {}, {})
     response = allocation_response(plan, run_id="r1", etag="blake3:e", executed=False)
     answer = json.loads(msgspec.json.encode(response))
-    assert answer == {"schema_version": 1, "per_world": {}, "global_deltas": [], "run_id": "r1",
+    assert answer == {"schema_version": 1, "per_world": {}, "global_deltas": [], "overlay_deltas": None,
+                      "alpha_metrics": None, "rebalance_intent": None, "run_id": "r1",
                       "etag": "blake3:e", "executed": False, "execution_response": None}
 
 

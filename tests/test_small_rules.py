@@ -176,3 +176,37 @@ def test_history_refuses_timestamps_beyond_the_client_skew(skew_api, clock, fiel
     assert r.status_code == 422 and r.json()["detail"].startswith(f"{field} is 3.000s ahead")
     assert c.get("/worlds/w1/history").json() == {"entries": [], "latest": None}  # nothing was written
     assert c.post("/worlds/w1/history", json={**body, field: _at(clock, 1.5)}).status_code == 204
+
+
+# --- history forwarded by the reference Gateway -----------------------------------------------------------
+
+FORWARDED = {"strategy_id": "s1", "node_id": "n1", "interval": 60, "rows": 10, "dataset_fingerprint": "fp-1",
+             "world_id": "w1", "execution_domain": "paper", "updated_at": "2020-01-01T00:00:00Z"}
+
+
+def test_history_accepts_the_fields_the_gateway_forwards(skew_api, clock, harness_factory) -> None:
+    c = skew_api.client
+    assert c.post("/worlds/w1/history", json=FORWARDED).status_code == 204
+    received = "2026-03-02T09:00:00Z"  # the server's clock, not the sender's updated_at
+    entry = c.get("/worlds/w1/history").json()["latest"]
+    assert (entry["execution_domain"], entry["updated_at"], "world_id" in entry) == ("dryrun", received, False)
+    assert c.get("/worlds/w1/decide").json()["history_updated_at"] == received
+    restarted = _restart(skew_api, harness_factory)
+    assert restarted.client.get("/worlds/w1/history").json()["latest"] == entry
+
+
+@pytest.mark.parametrize(("change", "detail"), [
+    ({"world_id": "w2"}, "world_id 'w2' in the body does not match the world 'w1' of the path"),
+    ({"updated_at": "yesterday"}, "invalid updated_at; expected ISO-8601 timestamp"),
+    ({"execution_domain": "mars"}, "unknown execution_domain 'mars'"),
+    ({"dataset_fingerprnt": "fp-2"}, None),  # a typo is still an unknown field
+])
+def test_history_refuses_a_wrong_forwarding_field_or_a_typo(skew_api, change: dict, detail: str | None) -> None:
+    c = skew_api.client
+    r = c.post("/worlds/w1/history", json={**FORWARDED, **change})
+    assert r.status_code == 422
+    if detail is None:
+        assert "dataset_fingerprnt" in r.text
+    else:
+        assert r.json()["detail"].startswith(detail)
+    assert c.get("/worlds/w1/history").json() == {"entries": [], "latest": None}

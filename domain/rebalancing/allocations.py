@@ -122,10 +122,12 @@ def plan_allocation(request: AllocationUpsertRequest, stored_allocations: Mappin
 
 def allocation_response(plan: MultiWorldRebalanceResponse, *, run_id: str, etag: str, executed: bool,
                         execution_response: Any = None) -> AllocationUpsertResponse:
-    return AllocationUpsertResponse(
-        schema_version=plan.schema_version, per_world=plan.per_world, global_deltas=plan.global_deltas,
-        overlay_deltas=plan.overlay_deltas, run_id=run_id, etag=etag, executed=executed,
-        execution_response=execution_response)
+    """The plan in the route's encoding (every null spelled out, deltas included), plus the run's identity."""
+    plan_fields = {name: getattr(plan, name) for name in ("schema_version", "per_world", "global_deltas",
+                                                          "overlay_deltas")}
+    return msgspec.convert({**msgspec.to_builtins(plan_fields), "run_id": run_id, "etag": etag,
+                            "executed": executed, "execution_response": execution_response},
+                           AllocationUpsertResponse)
 
 
 def _is_stale(updated_at: str | None, now: datetime) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from transport.routes.activation import ActivationController
 from transport.routes.apply import ApplyController
+from transport.routes.campaigns import CampaignsController
 from transport.routes.evaluation import CohortController, EvaluationRunsController
+from transport.routes.live_monitoring import LiveMonitoringController, run_all
 from transport.routes.operations import healthz, metrics, openapi_json, readyz
 from transport.routes.policies import PoliciesController, list_presets
 from transport.routes.promotions import PromotionsController
@@ -18,6 +20,6 @@ __all__ = ["ROUTE_HANDLERS", "RebalanceFlags"]
 ROUTE_HANDLERS = [
     WorldsController, PoliciesController, StrategiesController, ActivationController, ApplyController,
     WorldViewGraphController, RebalancingController, AllocationsController, CohortController,
-    EvaluationRunsController, PromotionsController,
+    EvaluationRunsController, PromotionsController, CampaignsController, LiveMonitoringController, run_all,
     list_presets, healthz, readyz, metrics, openapi_json,
 ]

@@ -1,0 +1,45 @@
+"""Campaign status and tick of a world (reference §1.9): reads over its evaluation runs and default policy,
+answered by the world's actor. ``tick`` is a POST that writes nothing: it recommends the next steps."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import HTTPException
+from litestar.params import FromPath, FromQuery
+
+from messages import commands as c
+from messages.campaigns import CampaignStatusResponse, CampaignTickResponse
+from messages.types import Identifier
+from transport.auth import needs
+from transport.edge import errors, respond, run
+
+
+def _strategy(strategy_id: str | None) -> str | None:
+    """The ``strategy_id`` filter gets an identifier's checks (422 naming the query parameter)."""
+    if strategy_id is None:
+        return None
+    try:
+        return msgspec.convert(strategy_id, Identifier)
+    except msgspec.ValidationError as exc:
+        raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
+                                                     "key": "strategy_id", "source": "query"}]) from None
+
+
+class CampaignsController(Controller):
+    path = "/worlds/{world_id:str}/campaign"
+    tags = ["campaigns"]
+
+    @get("/status", responses=errors(404, 422), opt=needs(c.GetCampaignStatus))
+    async def status(self, request: Request, world_id: FromPath[str],
+                     strategy_id: FromQuery[str | None] = None) -> Response[CampaignStatusResponse]:
+        """Each strategy's phase, window progress, evidence and promotability (422 when the policy's
+        ``campaign`` windows are not durations like ``2d``, ``12h``, ``30m``, ``90s``)."""
+        return respond(request, await run(request, c.GetCampaignStatus, world_id, strategy_id=_strategy(strategy_id)))
+
+    @post("/tick", status_code=200, responses=errors(404, 422), opt=needs(c.CampaignTick))
+    async def tick(self, request: Request, world_id: FromPath[str],
+                   strategy_id: FromQuery[str | None] = None) -> Response[CampaignTickResponse]:
+        """The next step for each strategy (``evaluate``, ``auto_apply_live``, ``manual_approval_required``,
+        ``observe_live``) with an idempotency key and a request template; nothing is written or emitted."""
+        return respond(request, await run(request, c.CampaignTick, world_id, strategy_id=_strategy(strategy_id)))
