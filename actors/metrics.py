@@ -1,4 +1,6 @@
-"""Prometheus metrics the actors own: apply runs and Gateway ACKs (labels bounded: no run or world ids)."""
+"""Prometheus metrics the actors own: apply runs, Gateway ACKs and live promotions (labels bounded: no run
+ids; only ``promotion_fail_total`` names the world, as the operations runbook asks, and its reasons are a
+closed set: the promotion gates, the default-safe rule's tokens and ``apply_failed``)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from domain.timefmt import parse_iso
 from messages.apply import ApplyRun
 
 log = structlog.get_logger("worldservice.acks")
+promotion_log = structlog.get_logger("worldservice.promotions")
 
 
 class ActorMetrics:
@@ -40,6 +43,10 @@ class ActorMetrics:
                                         buckets=(5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000))
         for reason in ACK_ANOMALIES:
             self.ack_anomalies.labels(reason)  # every reason shows from the start, at 0
+        self.promotion_failures = Counter("promotion_fail_total",
+                                          "Live promotions refused by a gate or the default-safe rule, or whose "
+                                          "apply rolled back, by world and reason", ["world_id", "reason"],
+                                          registry=self.registry)
         # The reference's live monitoring counters, without its world_id label (bounded labels).
         self.live_monitoring_runs = Counter("live_monitoring_run_total",
                                             "Live monitoring runs of a world by outcome: success, failure",
@@ -55,6 +62,10 @@ class ActorMetrics:
         ACK (world_id, run_id, sequence, phase) or, for an undecodable one, the error."""
         self.ack_anomalies.labels(reason).inc()
         log.warning("activation_ack_anomaly", reason=reason, **where)
+
+    def promotion_failed(self, world_id: str, reason: str) -> None:
+        self.promotion_failures.labels(world_id, reason).inc()
+        promotion_log.warning("live_promotion_failed", world_id=world_id, reason=reason)
 
     def observe_run(self, before: ApplyRun | None, after: ApplyRun) -> None:
         """Count what changed between two committed versions of a run."""

@@ -17,9 +17,10 @@ import structlog
 from actors.bridge import Reply, Request, error_reply
 from actors.faults import InjectedFault, crash_point, fault_point
 from actors.sql_writer import WriteRequest
-from domain import apply, apply_answers
+from domain import apply, apply_answers, promotions_apply
 from domain.apply import ApplySettings
 from actors.metrics import ActorMetrics
+from actors.promotion_waiters import origin_of, translated
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
 from domain.idempotency import command_hash, replayed
@@ -27,8 +28,8 @@ from domain.state import Outcome, WorldState, require_world
 from messages.decisions import DecisionHistoryOut
 from domain.timefmt import iso_z, parse_iso
 from messages.commands import (
-    AckActivation, ApplyTick, Command, GetAudit, GetDecisionHistory, HoldForAllocation, RefreshProjection, ReleaseAllocation,
-    RunLiveMonitoring, StartApply,
+    AckActivation, ApplyPromotion, ApplyTick, AutoApplyPromotion, Command, GetAudit, GetDecisionHistory,
+    HoldForAllocation, RefreshProjection, ReleaseAllocation, RunLiveMonitoring, StartApply,
 )
 from messages.apply import ApplyRun
 from messages.errors import CommandRejected, ErrorBody, not_found
@@ -193,7 +194,7 @@ class WorldActor(pykka.ThreadingActor):
         self._waiters.clear()
         for waiter in parked:
             waiter.reply(reply)
-        return None if any(waiter is request for waiter in parked) else reply
+        return None if any(origin_of(waiter) is request for waiter in parked) else reply
 
     def _dispatch(self, request: Request) -> Reply | None:
         command = request.command
@@ -236,8 +237,26 @@ class WorldActor(pykka.ThreadingActor):
     def _start_apply(self, request: Request, now: datetime) -> Reply | None:
         command = request.command
         assert isinstance(command, StartApply)
+        return self._run_apply(request, command, apply.begin(self._state, command, now, self._apply), now)
+
+    def _promote(self, request: Request, now: datetime) -> Reply | None:
+        """A live promotion: judged by the domain; one that passes is an ordinary apply run, started and
+        driven below like any ``StartApply``, whose settled reply is translated into the promotion's answer."""
+        command = request.command
+        promote = promotions_apply.auto_apply if isinstance(command, AutoApplyPromotion) else \
+            promotions_apply.apply_promotion
+        step = promote(self._state, command, now, self._apply)  # type: ignore[arg-type]
+        if step.failure is not None:
+            self._metrics.promotion_failed(self.world_id, step.failure)
+        if step.start is None:
+            self._persist(step.outcome, command.actor, command.correlation_id, now)
+            return _to_reply(step.outcome)
+        waiter = translated(request, step.start, step.success,
+                            lambda reason: self._metrics.promotion_failed(self.world_id, reason))
+        return self._run_apply(waiter, step.start, step.outcome, now)
+
+    def _run_apply(self, request: Request, command: StartApply, outcome: Outcome, now: datetime) -> Reply | None:
         fresh = command.body.run_id not in self._state.runs
-        outcome = apply.begin(self._state, command, now, self._apply)
         if outcome.status >= 400:  # refused by the default-safe rule: audited, no run started
             self._persist(outcome, command.actor, command.correlation_id, now)
             return _to_reply(outcome)
@@ -341,6 +360,7 @@ class WorldActor(pykka.ThreadingActor):
     _APPLY_HANDLERS: dict[type, Callable[[WorldActor, Request, datetime], Reply | None]] = {
         StartApply: _start_apply, AckActivation: _on_ack, ApplyTick: _on_tick,
         RefreshProjection: _refresh_projection, HoldForAllocation: _hold,
+        ApplyPromotion: _promote, AutoApplyPromotion: _promote,
     }
 
     # --- persistence -----------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 
 from domain import (
-    activation, apply_answers, campaigns, evaluation, invariants, live_monitoring, policies, worlds, wvg,
+    activation, apply_answers, campaigns, evaluation, invariants, live_monitoring, policies, promotions, worlds,
+    wvg,
 )
 from domain.decide import decide
 from domain.effects import SaveDecision
@@ -43,6 +44,8 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
     c.EvaluateCohort: evaluation.evaluate_cohort,
     c.OverrideRun: evaluation.override_run,
     c.RecordExPostFailure: evaluation.record_ex_post_failure,
+    c.ApprovePromotion: promotions.approve,
+    c.RejectPromotion: promotions.reject,
     c.RunLiveMonitoring: live_monitoring.run_monitoring,
 }
 
@@ -51,7 +54,7 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
 # the edge overrides, which Switch toggles and a rollback restores from what they were at Switch.
 _BLOCKED_DURING_APPLY = (c.PutActivation, c.SetDecisions, c.DeleteWorld, c.PutEdgeOverride)
 _APPLY_MESSAGES = (c.StartApply, c.AckActivation, c.ApplyTick, c.RefreshProjection, c.HoldForAllocation,
-                   c.ReleaseAllocation)
+                   c.ReleaseAllocation, c.ApplyPromotion, c.AutoApplyPromotion)
 
 
 def handle(state: WorldState, command: c.Command, now: datetime) -> Outcome:
@@ -103,6 +106,8 @@ _READS: dict[type, Callable[[WorldState, Any, datetime], Any]] = {
     c.GetRun: evaluation.get_run,
     c.GetRunMetrics: evaluation.get_run_metrics,
     c.GetRunHistory: evaluation.get_run_history,
+    c.GetPromotionPlan: promotions.plan_out,
+    c.ListPromotionCandidates: promotions.candidates_out,
     c.GetValidationInvariants: invariants.validation_invariants,
     c.GetCampaignStatus: campaigns.campaign_status,
     c.CampaignTick: campaigns.campaign_tick,

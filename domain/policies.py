@@ -10,6 +10,7 @@ import msgspec
 import yaml
 
 from domain.decision_rules import parse_rules
+from domain.governance import parse_governance
 from domain.effects import AuditRecord, OutboxEvent, PolicyVersion, SavePolicy, SaveWorld
 from domain.events import cloudevent
 from domain.hashing import blake3_hex, canonical_json
@@ -91,6 +92,7 @@ def normalise(request: PolicyRequest) -> Policy:
         raise unprocessable(f"invalid policy: {exc}") from None
     if policy.decision is not None:
         parse_rules(policy.decision)  # refused at upload, never at evaluation
+    parse_governance(policy.governance)  # likewise: a typo in a promotion control is a 422 now
     return _merge_selection(policy)
 
 

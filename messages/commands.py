@@ -20,6 +20,7 @@ from messages.bindings import StrategiesRequest
 from messages.rebalancing import AllocationUpsertRequest, RebalanceNotice
 from messages.decisions import HistoryRequest
 from messages.policies import PolicyRequest, SetDefaultRequest
+from messages.promotions import LivePromotionApplyRequest, LivePromotionApproveRequest, LivePromotionRejectRequest
 from messages.types import Identifier, PositiveVersion, Side, WorldId
 from messages.worlds import WorldCreate, WorldUpdate
 from messages.wvg import (
@@ -171,6 +172,39 @@ class DeleteValidation(Command, tag="delete_validation"):
     execution_domain: DomainText | None = None  # none: every domain of the node
 
 
+# --- live promotions (reference §1.10) -------------------------------------------------------------
+# Governed by ``governance.live_promotion`` of the world's default policy. Approve and reject record an
+# override on the evaluation run (owners' verdict, like ``OverrideRun``); apply and auto-apply start an
+# ordinary 2-phase apply of the run's active set to ``live`` through the world's own apply path and the
+# default-safe rule (operators run the world); the plan and the candidates are reads.
+
+
+class ApprovePromotion(Command, tag="approve_live_promotion"):
+    body: LivePromotionApproveRequest
+
+
+class RejectPromotion(Command, tag="reject_live_promotion"):
+    body: LivePromotionRejectRequest
+
+
+class ApplyPromotion(Command, tag="apply_live_promotion"):
+    body: LivePromotionApplyRequest
+
+
+class AutoApplyPromotion(Command, tag="auto_apply_live_promotion"):
+    """Promote the freshest paper run, when the policy's mode is ``auto_apply`` and every gate passes."""
+
+
+class GetPromotionPlan(Command, tag="get_live_promotion_plan"):
+    strategy_id: Identifier
+    run_id: Identifier
+
+
+class ListPromotionCandidates(Command, tag="list_live_promotion_candidates"):
+    limit: Annotated[int, Meta(ge=0, le=1000)] = 20  # 0: every candidate (the reference: any limit <= 0)
+    include_plan: bool = False
+
+
 # --- reads -----------------------------------------------------------------------------------------
 
 
@@ -307,7 +341,7 @@ Query = Union[
     GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
     GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, GetApplyRun,
     ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory, ListRuns, GetRun, GetRunMetrics, GetRunHistory,
-    GetValidationInvariants,
+    GetPromotionPlan, ListPromotionCandidates, GetValidationInvariants,
     CampaignQuery,
 ]
 
@@ -318,6 +352,7 @@ ExternalMutation = Union[
     PutActivation, PutHistory, StartApply, UpsertAllocations,
     PutNode, DeleteNode, PutEdgeOverride, StoreValidation, LookupValidation, DeleteValidation,
     Evaluate, EvaluateCohort, OverrideRun, RecordExPostFailure,
+    ApprovePromotion, RejectPromotion, ApplyPromotion, AutoApplyPromotion,
     RunLiveMonitoring,
 ]
 
@@ -346,6 +381,8 @@ REQUIRED_ROLE: dict[type[Command], Role] = {
     DeleteValidation: "operator", RecordRebalance: "operator",
     # Evaluations write runs (evidence the promotion gates read); overriding a run's verdict is the owners'.
     Evaluate: "operator", EvaluateCohort: "operator", RecordExPostFailure: "operator", OverrideRun: "owner",
+    # Approving a live promotion is a verdict (owners); applying one runs the world (operators).
+    ApprovePromotion: "owner", RejectPromotion: "owner", ApplyPromotion: "operator", AutoApplyPromotion: "operator",
     LookupValidation: "reader",  # a read for the caller, though a stale entry is evicted
     **{query: "reader" for query in get_args(Query)},
     **CAMPAIGN_ROLES,

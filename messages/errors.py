@@ -52,6 +52,11 @@ def not_found(what: str) -> CommandRejected:
     return CommandRejected(404, f"{what} not found")
 
 
+def forbidden(detail: str) -> CommandRejected:
+    """A rule of the world's own policy refuses this caller (not the role table: that is the edge's 403)."""
+    return CommandRejected(403, detail)
+
+
 def conflict(detail: str) -> CommandRejected:
     return CommandRejected(409, detail)
 

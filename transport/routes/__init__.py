@@ -9,6 +9,7 @@ from transport.routes.evaluation import CohortController, EvaluationRunsControll
 from transport.routes.live_monitoring import LiveMonitoringController, run_all
 from transport.routes.operations import healthz, metrics, openapi_json, readyz
 from transport.routes.policies import PoliciesController, list_presets
+from transport.routes.promotions import PromotionsController
 from transport.routes.rebalancing import AllocationsController, RebalanceFlags, RebalancingController
 from transport.routes.strategies import StrategiesController
 from transport.routes.worlds import WorldsController
@@ -19,6 +20,6 @@ __all__ = ["ROUTE_HANDLERS", "RebalanceFlags"]
 ROUTE_HANDLERS = [
     WorldsController, PoliciesController, StrategiesController, ActivationController, ApplyController,
     WorldViewGraphController, RebalancingController, AllocationsController, CohortController,
-    EvaluationRunsController, CampaignsController, LiveMonitoringController, run_all,
+    EvaluationRunsController, PromotionsController, CampaignsController, LiveMonitoringController, run_all,
     list_presets, healthz, readyz, metrics, openapi_json,
 ]
