@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain.durations import duration_seconds
 from domain.evaluation import strategy_runs
 from domain.policies import default_policy
 from domain.state import WorldState, require_world
@@ -25,26 +26,12 @@ from messages.campaigns import (
     CampaignConfig, CampaignStatusResponse, CampaignStrategyStatus, CampaignTickAction, CampaignTickResponse,
     CampaignWindowStatus,
 )
-from messages.errors import unprocessable
 from messages.evaluation import EvaluationRun
 
-# The reference's duration syntax: a number and one unit (surrounding blanks and the unit's case tolerated).
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SHORTFALLS = ("missing_sample_days_metric", "insufficient_sample_days", "missing_trades_metric",
                "insufficient_trades")
 PASSING = ("pass", "warn")
 LIVE_PROMOTION_MODES = ("disabled", "manual_approval", "auto_apply")
-
-
-def duration_seconds(text: str | None) -> int | None:
-    """``"2d"`` -> 172800; none or blank -> ``None``; anything else is a 422 (``invalid duration: …``)."""
-    if text is None or not str(text).strip():
-        return None
-    match = _DURATION.match(str(text))
-    if match is None:
-        raise unprocessable(f"invalid duration: {str(text).strip()!r}")
-    return max(0, int(float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]))
 
 
 def _section(document: Mapping[str, Any], *path: str) -> Mapping[str, Any]:

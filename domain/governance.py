@@ -20,19 +20,17 @@ The gates, each a function of its inputs only (time is passed in):
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
+from domain import durations
 from domain.timefmt import parse_iso
 from messages.errors import unprocessable
 from messages.promotions import LivePromotionGovernance
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _UINT64 = float(1 << 64)
 
 
@@ -41,14 +39,7 @@ def _invalid(message: str) -> Exception:
 
 
 def duration_seconds(text: str | None) -> int | None:
-    """``"24h"`` -> 86400 (fractions truncate to whole seconds); empty or absent -> ``None``."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    match = _DURATION.match(text)
-    if match is None:
-        raise _invalid(f"invalid duration: {text!r} (expected e.g. 30s, 15m, 24h, 1.5d)")
-    return max(0, int(float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]))
+    return durations.duration_seconds(text, "invalid policy: governance.live_promotion: ")
 
 
 def parse_governance(governance: dict[str, Any] | None) -> LivePromotionGovernance:

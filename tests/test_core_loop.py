@@ -66,7 +66,7 @@ def _through_paper(loop: Loop, clock: Clock) -> str:
     loop.evaluate(run_id="bt-1", stage="backtest")
     run = loop.call("GET", "/strategies/s1/runs/bt-1")
     assert (run["status"], run["summary"]["status"], run["summary"]["recommended_stage"]) == (
-        "evaluated", "warn", "backtest_only")  # no sample-years metric: a soft warning, still promotable
+        "evaluated", "pass", "backtest_only")
     assert loop.tick()["reason"] == "continue_backtest_campaign"
     clock.advance(days=1)
     loop.evaluate(run_id="bt-1", stage="backtest")

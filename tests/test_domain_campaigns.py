@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from domain.campaigns import duration_seconds, idempotency_key, live_promotion_mode, suggested_run_id
+from domain.campaigns import idempotency_key, live_promotion_mode, suggested_run_id
+from domain.durations import duration_seconds
 from domain.handle import answer, handle
 from domain.state import WorldState
 from messages.commands import external_command_decoder
