@@ -23,6 +23,9 @@ Python client tops out well below the daemon on a small machine, so wrk gives th
 Cases:
   put_activation  PUT /worlds/{id}/activation   random world and strategy, random side and weight
   decide          GET /worlds/{id}/decide        random world
+  evaluate        POST /worlds/{id}/evaluate      random world and strategy, random sharpe for every
+                                                 strategy: the policy's selection plus one durable
+                                                 evaluation run (a row, an audit entry, an event)
   healthz         GET /healthz                   no actor involved: the HTTP stack's own ceiling
 
 The client runs on the same machine as the daemon, so both compete for the same cores: the numbers are
@@ -54,7 +57,8 @@ import msgspec
 from tests.daemon_process import DaemonProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CASES = ("put_activation", "decide", "healthz")
+CASES = ("put_activation", "decide", "evaluate", "healthz")
+BENCH_POLICY = {"thresholds": {"sharpe": {"metric": "sharpe", "min": 0.5}}, "top_k": {"metric": "sharpe", "k": 5}}
 CLIENTS = ("httpx", "wrk", "auto")
 WRK_DEFAULT_DURATION_S = 8.0
 _encode = msgspec.json.encode
@@ -84,6 +88,7 @@ async def seed(client: httpx.AsyncClient, n_worlds: int, n_strategies: int, conc
 
     async def one(world: str) -> None:
         await _expect(client.post("/worlds", json={"id": world}), 201)
+        await _expect(client.post(f"/worlds/{world}/policies", json={"policy": BENCH_POLICY}), 200)
         await _expect(client.post(f"/worlds/{world}/bindings", json=body), 200)
         await _expect(client.post(f"/worlds/{world}/decisions", json=body), 200)
         for sid in fixture.strategies:
@@ -120,10 +125,15 @@ def make_case(name: str, fixture: Fixture) -> Send:
     async def decide(client: httpx.AsyncClient, rng: random.Random) -> httpx.Response:
         return await client.get(f"/worlds/{rng.choice(worlds)}/decide")
 
+    async def evaluate(client: httpx.AsyncClient, rng: random.Random) -> httpx.Response:
+        metrics = {sid: {"sharpe": round(rng.random() * 2, 4)} for sid in strategies}
+        body = _encode({"strategy_id": rng.choice(strategies), "metrics": metrics})
+        return await client.post(f"/worlds/{rng.choice(worlds)}/evaluate", content=body, headers=json_headers)
+
     async def healthz(client: httpx.AsyncClient, rng: random.Random) -> httpx.Response:
         return await client.get("/healthz")
 
-    return {"put_activation": put_activation, "decide": decide, "healthz": healthz}[name]
+    return {"put_activation": put_activation, "decide": decide, "evaluate": evaluate, "healthz": healthz}[name]
 
 
 @dataclass
@@ -247,13 +257,25 @@ end
   return wrk.format("GET", "/worlds/" .. worlds[math.random(#worlds)] .. "/decide")
 end
 """,
+    "evaluate": """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local parts = {}
+  for i, sid in ipairs(strategies) do
+    parts[i] = string.format('"%s":{"sharpe":%.4f}', sid, math.random() * 2)
+  end
+  local body = string.format('{"strategy_id":"%s","metrics":{%s}}', strategies[math.random(#strategies)],
+                             table.concat(parts, ","))
+  return wrk.format("POST", "/worlds/" .. worlds[math.random(#worlds)] .. "/evaluate", nil, body)
+end
+""",
     # no request function: wrk formats this one request once and resends it
     "healthz": """wrk.method = "GET"
 wrk.path = "/healthz"
 """,
 }
 
-_WRK_URL_PATH = {"put_activation": "/", "decide": "/", "healthz": "/healthz"}
+_WRK_URL_PATH = {"put_activation": "/", "decide": "/", "evaluate": "/", "healthz": "/healthz"}
 _TIME_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
