@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,3 +137,21 @@ def api(harness_factory, tmp_path: Path) -> Harness:
 def contract_api(harness_factory, tmp_path: Path, sql_dsn: str, projection: dict[str, str]) -> Harness:
     """Every combination of SQL backend and activation projection."""
     return harness_factory(make_config(tmp_path, sql_dsn, **projection))
+
+
+class FakeClock:
+    """The daemon's clock in a test: it stands still until the test moves it (``advance(hours=1)``)."""
+
+    def __init__(self, start: datetime = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

@@ -4,12 +4,11 @@ monitoring runs that revise live runs through the world's actor, survive a resta
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from tests.conftest import Harness, make_config
+from tests.conftest import FakeClock, Harness, make_config
 
 SERIES = [0.01, -0.005, 0.02, 0.0]
 GOOD = {"returns": {"sharpe": 1.2, "max_drawdown": 0.1}, "sample": {"effective_history_years": 0.5,
@@ -18,21 +17,6 @@ CAMPAIGN = {"backtest": {"window": "2d"}, "paper": {"window": "1d"},
             "common": {"min_sample_days": 30, "min_trades_total": 10}}
 LIVE_MONITORING = {"sharpe_min": 0.0, "dd_max": 0.05, "lookback_days": 30}
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ be live is refused with the reason and nothing live is written."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actors import faults
-from tests.conftest import Harness, make_config
+from tests.conftest import FakeClock, Harness, make_config
 from tests.test_apply import FakeGateway
 
 NO_RISK = {"require_risk_snapshot": False}  # there is no Risk Signal Hub yet: the snapshot gate is waived here
@@ -25,30 +24,15 @@ CANDIDATE_KEYS = {"strategy_id", "run_id", "created_at", "updated_at", "status",
 LIVE = "/worlds/w1/promotions/live"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def promo_api(harness_factory, tmp_path: Path, sql_dsn: str, projection: dict[str, str], clock: Clock) -> Harness:
+def promo_api(harness_factory, tmp_path: Path, sql_dsn: str, projection: dict[str, str], clock: FakeClock) -> Harness:
     """``contract_api`` on a clock the test drives (cooldowns, fresher runs, auto-apply run ids)."""
     return harness_factory(make_config(tmp_path, sql_dsn, **projection), clock=clock)
 
 
 @pytest.fixture
-def sqlite_api(harness_factory, tmp_path: Path, clock: Clock) -> Harness:
+def sqlite_api(harness_factory, tmp_path: Path, clock: FakeClock) -> Harness:
     return harness_factory(make_config(tmp_path), clock=clock)
 
 
@@ -195,7 +179,7 @@ def test_the_plan_derives_the_apply_plan_with_the_reference_shape(promo_api: Har
 
 
 def test_an_approved_promotion_is_a_two_phase_apply_that_makes_the_world_live(promo_api: Harness,
-                                                                               clock: Clock) -> None:
+                                                                               clock: FakeClock) -> None:
     h = promo_api
     _world(h, {"mode": "manual_approval", "cooldown": "1h", **NO_RISK})
     _run(h, s2=0.9)
@@ -318,7 +302,7 @@ def test_a_promotion_whose_apply_fails_rolls_back_and_stays_out_of_live(sqlite_a
 
 
 def test_a_promotion_waits_for_the_gateways_acks_like_any_apply(harness_factory, tmp_path: Path,
-                                                                 clock: Clock) -> None:
+                                                                 clock: FakeClock) -> None:
     config = make_config(tmp_path)
     config.worldservice.apply.await_acks = True
     h = harness_factory(config, clock=clock)
@@ -335,7 +319,7 @@ def test_a_promotion_waits_for_the_gateways_acks_like_any_apply(harness_factory,
 # --- auto-apply ----------------------------------------------------------------------------------------------
 
 
-def test_auto_apply_promotes_the_freshest_paper_run(promo_api: Harness, clock: Clock) -> None:
+def test_auto_apply_promotes_the_freshest_paper_run(promo_api: Harness, clock: FakeClock) -> None:
     h = promo_api
     _world(h, {"mode": "manual_approval", **NO_RISK})
     refused = h.client.post(f"{LIVE}/auto-apply", json={})
@@ -382,7 +366,7 @@ def test_the_canary_decides_which_runs_auto_apply(sqlite_api: Harness, fraction:
     assert (body["applied"], body["reason"]) == ((True, "applied") if applied else (False, "canary_skipped"))
 
 
-def test_auto_apply_names_the_cooldown_left(sqlite_api: Harness, clock: Clock) -> None:
+def test_auto_apply_names_the_cooldown_left(sqlite_api: Harness, clock: FakeClock) -> None:
     h = sqlite_api
     _world(h, {"mode": "auto_apply", "cooldown": "10m", **NO_RISK})
     _run(h)
@@ -398,7 +382,7 @@ def test_auto_apply_names_the_cooldown_left(sqlite_api: Harness, clock: Clock) -
 # --- candidates --------------------------------------------------------------------------------------------------
 
 
-def test_candidates_are_the_latest_passing_paper_run_per_strategy(promo_api: Harness, clock: Clock) -> None:
+def test_candidates_are_the_latest_passing_paper_run_per_strategy(promo_api: Harness, clock: FakeClock) -> None:
     h = promo_api
     _world(h, {"mode": "manual_approval", **NO_RISK}, decisions=("s-old",))
     _run(h, "run-older")

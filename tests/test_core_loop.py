@@ -6,13 +6,12 @@ loses nothing."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Harness, make_config
+from tests.conftest import FakeClock, Harness, make_config
 
 POLICY = {
     "thresholds": {"sharpe": {"metric": "sharpe", "min": 0.5}},
@@ -22,17 +21,6 @@ POLICY = {
     "live_monitoring": {"sharpe_min": 0.0, "dd_max": 0.5},
 }
 EVIDENCE = {"s1": {"sharpe": 1.3, "n_trades_total": 40}}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 6, 1, 8, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 class Loop:
@@ -61,7 +49,7 @@ def _start(h: Harness, world_id: str, allow_live: bool) -> Loop:
     return Loop(h, world_id)
 
 
-def _through_paper(loop: Loop, clock: Clock) -> str:
+def _through_paper(loop: Loop, clock: FakeClock) -> str:
     """Backtest for a day, then paper for two: returns the paper run the tick proposes to promote."""
     loop.evaluate(run_id="bt-1", stage="backtest")
     run = loop.call("GET", "/strategies/s1/runs/bt-1")
@@ -81,16 +69,11 @@ def _through_paper(loop: Loop, clock: Clock) -> str:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def loop_api(harness_factory, tmp_path: Path, sql_dsn: str, clock: Clock) -> Harness:
+def loop_api(harness_factory, tmp_path: Path, sql_dsn: str, clock: FakeClock) -> Harness:
     return harness_factory(make_config(tmp_path, sql_dsn), clock=clock)
 
 
-def test_a_strategy_goes_from_evaluation_to_live_and_is_monitored(loop_api: Harness, clock: Clock) -> None:
+def test_a_strategy_goes_from_evaluation_to_live_and_is_monitored(loop_api: Harness, clock: FakeClock) -> None:
     loop = _start(loop_api, "w1", allow_live=True)
     paper_run = _through_paper(loop, clock)
     proposal = loop.tick()
@@ -120,7 +103,7 @@ def test_a_strategy_goes_from_evaluation_to_live_and_is_monitored(loop_api: Harn
 
 
 def test_a_world_that_may_not_be_live_ends_the_loop_blocked_with_the_reason(loop_api: Harness,
-                                                                            clock: Clock) -> None:
+                                                                            clock: FakeClock) -> None:
     loop = _start(loop_api, "w2", allow_live=False)
     paper_run = _through_paper(loop, clock)
     assert loop.tick()["action"] == "manual_approval_required"
@@ -138,7 +121,7 @@ def test_a_world_that_may_not_be_live_ends_the_loop_blocked_with_the_reason(loop
 
 
 def test_a_restart_in_the_middle_of_the_loop_loses_nothing(harness_factory, tmp_path: Path, sql_dsn: str,
-                                                           clock: Clock) -> None:
+                                                           clock: FakeClock) -> None:
     config = make_config(tmp_path, sql_dsn)
     first = harness_factory(config, clock=clock)
     loop = _start(first, "w1", allow_live=True)

@@ -4,14 +4,14 @@ Gateway's reconcile, and the refusal of timestamps beyond the tolerated client c
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import blake3
 import pytest
 
-from tests.conftest import Harness, make_config
+from tests.conftest import FakeClock, Harness, make_config
 
 
 def _world(h: Harness, world_id: str = "w1") -> None:
@@ -133,18 +133,6 @@ def test_the_single_entry_read_is_unchanged(api) -> None:
 
 # --- as_of beyond the tolerated client skew ---------------------------------------------------------------
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
