@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -94,12 +94,26 @@ def _risk_configured(policy: Policy, profile: str | None) -> bool:
     return rules.correlation is not None or rules.hysteresis is not None
 
 
-def _new_run(state: WorldState, sid: str, run_id: str, body: EvaluateRequest, evaluated: tuple[Any, ...],
+class Evaluated(NamedTuple):
+    """One selection and what a run records of it: the policy (and its version; none when inline) and the
+    metrics derived from the request's series, computed once for every strategy recorded."""
+
+    selection: SelectionResult
+    version: int | None
+    policy: Policy
+    derived: dict[str, dict[str, float]]
+
+
+def _evaluated(state: WorldState, body: EvaluateRequest) -> Evaluated:
+    return Evaluated(*select_for(state, body), derived=derive(body.series))
+
+
+def _new_run(state: WorldState, sid: str, run_id: str, body: EvaluateRequest, evaluated: Evaluated,
              now: datetime, campaign: dict[str, Any]) -> EvaluationRun:
-    selection, version, policy = evaluated
+    selection, version, policy, derived = evaluated
     stage = body.stage or "backtest"
     # What the rules saw: the supplied metrics with those derived from the strategy's series over them.
-    raw = {**body.metrics.get(sid, {}), **derive(body.series).get(sid, {})}
+    raw = {**body.metrics.get(sid, {}), **derived.get(sid, {})}
     results = rule_results(sid, raw, selection, _risk_configured(policy, selection.profile))
     previous = latest(state, sid, run_id)
     stamp = iso_z(now)
@@ -149,7 +163,7 @@ def _run_event(run: EvaluationRun, change: str, now: datetime, correlation_id: s
 
 
 def _record(state: WorldState, sids: Iterable[str], run_id: str | None, body: EvaluateRequest,
-            evaluated: tuple[Any, ...], now: datetime, cmd: c.Command,
+            evaluated: Evaluated, now: datetime, cmd: c.Command,
             campaign: dict[str, Any]) -> tuple[WorldState, list[Effect], dict[str, str]]:
     effects: list[Effect] = []
     ids: dict[str, str] = {}
@@ -178,11 +192,11 @@ def evaluate(state: WorldState, cmd: c.Evaluate, now: datetime) -> Outcome:
     """Select, record the run, and answer with the run's id and url plus the world's decision and the
     strategy's activation as they stand (``SubmitResult.ws``: the evaluation itself changes neither)."""
     require_world(state)
-    evaluated = select_for(state, cmd.body)
+    evaluated = _evaluated(state, cmd.body)
     sid = _subject(cmd.body)
     new_state, effects, ids = _record(state, [sid] if sid else [], cmd.body.run_id, cmd.body, evaluated, now,
                                       cmd, {})
-    selection = evaluated[0]
+    selection = evaluated.selection
     run_id = ids.get(sid) if sid else None
     reply = EvaluateResponse(
         active=selection.active, evaluation_run_id=run_id,
@@ -208,12 +222,12 @@ def evaluate_cohort(state: WorldState, cmd: c.EvaluateCohort, now: datetime) -> 
     require_world(state)
     body = cmd.body
     candidates = _candidates(body)
-    evaluated = select_for(state, body)
+    evaluated = _evaluated(state, body)
     run_id = body.run_id or f"cohort-{body.campaign_id}-{now.strftime('%Y%m%dT%H%M%S%fZ')}"
     campaign = {"campaign_id": body.campaign_id, "campaign_candidates": candidates}
     new_state, effects, _ = _record(state, candidates, run_id, body, evaluated, now, cmd, campaign)
     reply = CohortEvaluateResponse(
-        campaign_id=body.campaign_id, run_id=run_id, candidates=candidates, active=evaluated[0].active,
+        campaign_id=body.campaign_id, run_id=run_id, candidates=candidates, active=evaluated.selection.active,
         evaluation_runs={sid: run_url(state.world_id, sid, run_id) for sid in candidates})
     return Outcome(state=new_state, effects=effects, reply=reply)
 
