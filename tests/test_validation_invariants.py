@@ -13,7 +13,7 @@ from domain.handle import answer
 from domain.state import WorldState
 from messages.commands import GetValidationInvariants, external_command_decoder
 from messages.worlds import WorldRecord
-from tests.conftest import Harness
+from tests.conftest import Harness, make_config
 
 PATH = "/worlds/w1/validations/invariants"
 REPORT_FIELDS = {"ok", "live_status_failures", "live_policy_version_mismatches", "fail_closed_violations",
@@ -108,7 +108,8 @@ def test_the_query_is_pure_and_decodes_from_the_command_topic() -> None:
     assert msgspec.to_builtins(outcome.reply)["fail_closed_violations"] == [_violation("<unset>", "<unset>")]
 
 
-def test_the_run_based_invariants_name_the_runs_that_break_them(api: Harness) -> None:
+def test_the_run_based_invariants_name_the_runs_that_break_them(harness_factory, tmp_path, sql_dsn: str) -> None:
+    api = harness_factory(make_config(tmp_path, sql_dsn))  # SQLite and PostgreSQL
     _world(api, CRITICAL)
     policy = {"thresholds": {"sharpe": {"metric": "sharpe", "min": 0.5}},
               "validation": {"on_error": "fail", "on_missing_metric": "fail"}}
