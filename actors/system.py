@@ -18,6 +18,7 @@ from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
 from actors.directory import Directory, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
 from actors.sql_writer import MarkSent, SqlWriter
+from actors.storage_reader import StorageRead, StorageReader
 from actors.world import WorldActor
 from domain.activation import fold_audit, state_hash
 from domain.apply import ApplySettings
@@ -53,6 +54,7 @@ class ActorSystem:
                                          self.settings.max_resident_worlds)
         self.acks = AckIntake(self.send, metrics=self.metrics)
         self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
+        self.reader = StorageReader.start(store)  # the edges' cross-world reads: never SQL on the event loop
 
     def _mark_sent(self, ids: list[int], sent_at: str) -> None:
         self.writer.tell(MarkSent(ids=ids, sent_at=sent_at))
@@ -74,6 +76,10 @@ class ActorSystem:
         else:
             self.directory.tell(request)
 
+    def read(self, read: StorageRead) -> None:
+        """A cross-world read, answered on ``read.reply`` by the storage reader actor."""
+        self.reader.tell(read)
+
     def sweep(self) -> None:
         self.directory.ask(Sweep())
 
@@ -82,7 +88,7 @@ class ActorSystem:
 
     def mailbox_depths(self) -> dict[str, int]:
         """Queue lengths, read without a round trip (a wedged actor still shows its backlog)."""
-        refs = {"directory": self.directory, "writer": self.writer, "relay": self.relay,
+        refs = {"directory": self.directory, "writer": self.writer, "relay": self.relay, "reader": self.reader,
                 "projection": self.projection.actor_ref}
         depths = {name: ref.actor_inbox.qsize() for name, ref in refs.items()}
         depths["worlds"] = self.directory.ask(WorldMailboxes(), timeout=5)
@@ -173,6 +179,7 @@ class ActorSystem:
         """Drain in dependency order: worlds finish their mailboxes (their writes are committed before
         they answer), the outbox is relayed, the writer commits the relay marks, the projection closes."""
         self.allocations.stop(block=True)  # releases its worlds before they drain
+        self.reader.stop(block=True)
         self.directory.stop(block=True)
         self.relay.ask(Relay())
         self.relay.stop(block=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +20,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 
-from actors.bridge import Reply, Request as ActorRequest, asyncio_hook, error_reply
+from actors.bridge import Reply, ReplyHook, Request as ActorRequest, asyncio_hook, error_reply
+from actors.storage_reader import StorageRead
 from actors.system import ActorSystem
 from messages import commands as c
 from messages.errors import ErrorBody
@@ -62,6 +64,20 @@ class Edge:
         except TimeoutError:
             reply = error_reply(504, "world did not answer in time; the outcome is unknown")
         self.metrics.observe(type(command).__name__, reply.status, time.perf_counter() - started)
+        return reply
+
+
+    async def read(self, make: Callable[[ReplyHook], StorageRead]) -> Reply:
+        """A cross-world read through the storage reader actor: ``make(hook)`` builds the read message."""
+        future, hook = asyncio_hook(asyncio.get_running_loop())
+        started = time.perf_counter()
+        read = make(hook)
+        self.system.read(read)
+        try:
+            reply = await asyncio.wait_for(future, self.call_timeout_s)
+        except TimeoutError:
+            reply = error_reply(504, "storage did not answer in time")
+        self.metrics.observe(type(read).__name__, reply.status, time.perf_counter() - started)
         return reply
 
 

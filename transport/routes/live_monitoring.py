@@ -12,6 +12,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 
 from actors.bridge import Reply
+from actors.storage_reader import WorldIds
 from messages import commands as c
 from messages.live_monitoring import LiveMonitoringReport, LiveMonitoringRunAllResult, LiveMonitoringRunResult
 from transport.auth import needs, require_command
@@ -43,7 +44,10 @@ async def run_all(request: Request) -> Response[LiveMonitoringRunAllResult]:
     """A monitoring run in every world, through each world's actor. 503 when some world failed: the body
     still lists the worlds that ran, and ``failed`` names the others with their error."""
     edge, who = edge_of(request), caller(request)  # one correlation id (and idempotency key) for every world
-    world_ids = await asyncio.to_thread(edge.system.store.world_ids)
+    listed = await edge.read(WorldIds)
+    if not listed.ok:
+        return respond(request, listed)
+    world_ids = listed.body
     gate = asyncio.Semaphore(RUN_ALL_CONCURRENCY)
 
     async def one(world_id: str) -> Reply:

@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody
 
+from actors.storage_reader import WorldAllocations
 from domain.rebalancing import allocation_snapshot, plan_rebalance
 from messages import commands as c
 from messages.errors import CommandRejected, ErrorBody
@@ -77,10 +78,13 @@ class AllocationsController(Controller):
         first = min(data.world_allocations, default="allocations")
         return respond(request, await run(request, c.UpsertAllocations, first, body=data))
 
-    @get("/", responses=errors(404), opt={"authenticated": True})
+    @get("/", responses=errors(404, 503), opt={"authenticated": True})
     async def snapshots(self, request: Request, world_id: FromQuery[str | None] = None) -> Response[AllocationSnapshotResponse]:
-        store, now = edge_of(request).system.store, edge_of(request).system.clock()
-        rows = await asyncio.to_thread(store.world_allocations, [world_id] if world_id else None)
+        edge = edge_of(request)
+        reply = await edge.read(lambda hook: WorldAllocations(reply=hook, world_ids=[world_id] if world_id else None))
+        if not reply.ok:
+            return respond(request, reply)
+        rows, now = reply.body, edge.system.clock()
         principal = getattr(request.state, "principal", None)
         rows = {w: r for w, r in rows.items() if principal is None or principal.may(w, "reader")}
         if world_id and world_id not in rows:
@@ -88,5 +92,5 @@ class AllocationsController(Controller):
         snapshots = {w: allocation_snapshot(w, r["allocation"], now=now, run_id=r.get("run_id"), etag=r.get("etag"),
                                             strategy_alloc_total=r.get("strategy_alloc_total"),
                                             updated_at=r.get("updated_at")) for w, r in sorted(rows.items())}
-        edge_of(request).metrics.observe_snapshots(len(snapshots), sum(s.stale for s in snapshots.values()))
+        edge.metrics.observe_snapshots(len(snapshots), sum(s.stale for s in snapshots.values()))
         return Response(content=AllocationSnapshotResponse(allocations=snapshots), status_code=200)

@@ -3,13 +3,13 @@ history metadata (reference §1.1)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from actors.bridge import Reply
+from actors.storage_reader import ListWorlds
 from messages import commands as c
 from messages.audit import AuditEntry
 from messages.decisions import HistoryOut, HistoryRequest
@@ -26,12 +26,15 @@ class WorldsController(Controller):
     async def create(self, request: Request, data: JSONBody[WorldCreate]) -> Response[WorldRecord]:
         return respond(request, await run(request, c.CreateWorld, data.id, body=data))
 
-    @get("/", opt={"authenticated": True})
-    async def list_worlds(self, request: Request) -> list[WorldRecord]:
+    @get("/", opt={"authenticated": True}, responses=errors(503))
+    async def list_worlds(self, request: Request) -> Response[list[WorldRecord]]:
         """Only the worlds the caller may read (all of them with auth off)."""
-        worlds = await asyncio.to_thread(edge_of(request).system.store.list_worlds)
+        reply = await edge_of(request).read(ListWorlds)
+        if not reply.ok:
+            return respond(request, reply)
         principal = getattr(request.state, "principal", None)
-        return [w for w in worlds if principal is None or principal.may(w.id, "reader")]
+        return Response(content=[w for w in reply.body if principal is None or principal.may(w.id, "reader")],
+                        status_code=200)
 
     @get("/{world_id:str}")
     async def get_world(self, request: Request, world_id: FromPath[str]) -> Response[WorldRecord]:
