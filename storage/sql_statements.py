@@ -45,6 +45,11 @@ class Statements:
         self.insert_bindings = t.bindings.insert()
         self.insert_audit = t.audit_log.insert()
         self.insert_outbox = t.outbox.insert()
+        # The committed rows' ids come back in parameter order, so the writer can hand them to the relay.
+        self.insert_outbox_returning = t.outbox.insert().returning(t.outbox.c.id, sort_by_parameter_order=True)
+        fences = t.world_versions
+        self.fence_select = sa.select(fences.c.world_id, fences.c.row_version).where(
+            fences.c.world_id.in_(sa.bindparam("worlds", expanding=True)))
         self.insert_decision = t.decision_history.insert()
         self.upsert_node = self._upsert(insert, t.world_nodes)
         self.upsert_validation = self._upsert(insert, t.validation_cache)
@@ -60,6 +65,12 @@ class Statements:
         }
         self.remove_world = [table.delete().where(column == sa.bindparam("w"))
                              for table, column in t.WORLD_STATE_TABLES.items()]
+
+        # Deletes are the only statements whose order against the others matters: a batch's rows are
+        # grouped into one executemany per statement between them.
+        self.barriers = {id(stmt) for stmt in (self.delete_activation, self.delete_edge, self.delete_bindings,
+                                               self.delete_node, *self.delete_validations.values(),
+                                               *self.remove_world)}
 
     @staticmethod
     def _upsert(insert: Any, table: sa.Table) -> Any:
