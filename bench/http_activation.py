@@ -459,6 +459,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worlds", type=int, default=100)
     p.add_argument("--strategies", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--redis", metavar="URL",
+                   help="own daemon: Redis activation projection at this URL (default: in-memory projection)")
     p.add_argument("--client", choices=CLIENTS, default="auto",
                    help="load generator: httpx (asyncio), wrk, or auto = wrk if on PATH else httpx (default)")
     args = p.parse_args(argv)
@@ -491,11 +493,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tmp = tempfile.TemporaryDirectory(prefix="ws-bench-")
             data_dir = Path(tmp.name)
-        daemon = DaemonProcess(data_dir, data_dir / "daemon.log")  # the tests' helper: one way to run it
+        env = {}
+        if args.redis:  # a bench-only prefix, so the projection does not mix with another run's keys
+            env = {"WORLDSERVICE__SERVER__REDIS": args.redis,
+                   "WORLDSERVICE__SERVER__REDIS_PREFIX": f"wsbench-{uuid.uuid4().hex[:8]}-"}
+        daemon = DaemonProcess(data_dir, data_dir / "daemon.log", env=env)  # the tests' helper
         daemon.start()
         base_url = daemon.url
-        target = (f"own daemon at {base_url}, dev profile (SQLite file, synchronous=FULL, in-memory "
-                  f"activation projection), data {data_dir}")
+        projection = f"Redis activation projection at {args.redis}" if args.redis else "in-memory activation projection"
+        target = (f"own daemon at {base_url}, dev profile (SQLite file, synchronous=FULL, {projection}), "
+                  f"data {data_dir}")
     try:
         print(header(args, target), flush=True)
         results = asyncio.run(bench(base_url, args))

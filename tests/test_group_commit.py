@@ -8,7 +8,7 @@ import threading
 import pykka
 
 from actors.sql_writer import SqlWriter, WriteRequest
-from domain.effects import AuditRecord
+from domain.effects import AuditRecord, OutboxEvent, RememberCommand
 from storage.sql import StaleWriter, WriteItem
 
 
@@ -43,6 +43,40 @@ def test_a_stale_item_is_refused_alone(api) -> None:
     assert results[0] is None and isinstance(results[1], StaleWriter) and results[2] is None
     assert [e.result for e in store.audit_page("b", 0, 10).entries] == [{"world": "b"}]
     assert len(store.audit_page("a", 0, 10).entries) == 2
+
+
+def _event_item(world_id: str, expected: int, n: int, command_id: str | None = None) -> WriteItem:
+    effects: list = [AuditRecord(event="probe", request=None, result={"n": n}),
+                     OutboxEvent(topic="activation", key=world_id, cloudevent={"id": f"{world_id}-{n}"})]
+    if command_id is not None:
+        effects.append(RememberCommand(command_id=command_id, status=200, reply={"n": n}))
+    return WriteItem(world_id=world_id, expected_version=expected, activation_counter=n, effects=effects)
+
+
+def test_a_worlds_items_in_one_batch_commit_in_order_and_hand_back_their_outbox_rows(api) -> None:
+    store = api.runtime.store
+    outbox: list = []
+    batch = [_event_item("a", 0, 1), _event_item("b", 0, 1), _event_item("a", 1, 2), _event_item("a", 2, 3)]
+    assert store.apply_batch(batch, (), None, outbox) == [None] * 4
+    assert [e.result["n"] for e in store.audit_page("a", 0, 10).entries] == [1, 2, 3]
+    assert [(world, payload["id"]) for _, world, _, payload in outbox] == [
+        ("a", "a-1"), ("b", "b-1"), ("a", "a-2"), ("a", "a-3")]
+    assert [row[0] for row in outbox] == [row[0] for row in store.pending_outbox()]  # the committed ids
+    state = store.load_world("a")
+    assert (state.row_version, state.activation_counter) == (3, 3)
+    assert store.apply_batch([_event_item("a", 3, 4)]) == [None]  # the fence moved once, to the last item
+
+
+def test_a_stale_world_and_a_refused_command_leave_the_rest_of_the_batch_committed(api) -> None:
+    store = api.runtime.store
+    assert store.apply_batch([_event_item("a", 0, 1, "cmd-1"), _event_item("b", 0, 1)]) == [None, None]
+    outbox: list = []
+    results = store.apply_batch([_event_item("a", 1, 2, "cmd-1"), _event_item("b", 5, 2), _event_item("c", 0, 1),
+                                 _event_item("c", 1, 2)], (), None, outbox)
+    assert results[0] is not None and isinstance(results[1], StaleWriter) and results[2:] == [None, None]
+    assert [e.result["n"] for e in store.audit_page("c", 0, 10).entries] == [1, 2]
+    assert [e.result["n"] for e in store.audit_page("a", 0, 10).entries] == [1]
+    assert [payload["id"] for _, _, _, payload in outbox] == ["c-1", "c-2"]  # only what committed
 
 
 def test_writer_batches_whatever_is_queued(api, request) -> None:

@@ -1,0 +1,197 @@
+"""The write half of the SQL system of record: a group of command effects in one transaction.
+
+Group commit, the fast way: the fences of every world in the batch are read in one ``SELECT`` and moved in
+one ``executemany``, and the batch's rows go out as one ``executemany`` per statement (split only where a
+delete must keep its place), with no savepoint per item. A world has exactly one writer (its actor), so
+its items in a batch carry consecutive expected versions; when anything does not line up (a stale fence,
+a fence moved meanwhile, a duplicate command id, any error) the transaction is rolled back and the batch
+is written the careful way instead: each item in its own savepoint, so a refused item takes no other
+item down, least of all another world's. A commit that fails is never retried: it raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from storage import schema as t
+from storage.sql_rows import EffectRows, Pair
+from storage.sql_statements import Statements
+from storage.sql_types import StaleWriter, StorageUnavailable, WriteItem
+
+OutboxRow = tuple[int, str, str, dict[str, Any]]  # (id, world_id, topic, payload): what the relay publishes
+
+
+class _Unbatchable(Exception):
+    """The batch's fences do not line up: write it item by item."""
+
+
+class _Rows:
+    """A transaction's statements, grouped into one ``executemany`` per statement until a delete (whose
+    order against the rest matters) flushes the groups; the outbox rows' ids are collected."""
+
+    def __init__(self, conn: sa.Connection, sql: Statements) -> None:
+        self._conn = conn
+        self._sql = sql
+        self._groups: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+        self.outbox: list[OutboxRow] = []
+
+    def add(self, pairs: list[Pair]) -> None:
+        for statement, params in pairs:
+            if id(statement) in self._sql.barriers:
+                self.flush()
+                self._conn.execute(statement, params)
+            else:
+                self._groups.setdefault(id(statement), (statement, []))[1].append(params)
+
+    def flush(self) -> None:
+        groups, self._groups = self._groups, {}
+        for statement, rows in groups.values():
+            result = self._conn.execute(statement, rows)
+            if statement is self._sql.insert_outbox_returning:
+                ids = result.scalars().all()
+                self.outbox += [(i, r["world_id"], r["topic"], r["payload"]) for i, r in zip(ids, rows, strict=True)]
+
+
+class SqlWrites:
+    """The write half of the SQL store: group commit of world effects."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._sql = Statements(engine.dialect.name)
+        self._rows = EffectRows(self._sql)
+        self._multi_rowcount = bool(engine.dialect.supports_sane_multi_rowcount)
+
+    def apply_batch(self, items: Sequence[WriteItem], sent: Sequence[int] = (), sent_at: str | None = None,
+                    outbox: list[OutboxRow] | None = None) -> list[Exception | None]:
+        """Group commit: every item in one transaction, a refused item not taking the others down.
+        Returns, per item, ``None`` or the exception that refused it; the committed outbox rows are
+        appended to ``outbox`` (in id order) once the commit succeeded."""
+        try:
+            results, rows = self._apply_batch(items, sent, sent_at)
+        except sa.exc.DBAPIError as exc:
+            raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
+        if outbox is not None:
+            outbox += rows
+        return results
+
+    def _apply_batch(self, items: Sequence[WriteItem], sent: Sequence[int],
+                     sent_at: str | None) -> tuple[list[Exception | None], list[OutboxRow]]:
+        """Relayed outbox rows are marked in the same transaction: no commit (and fsync) of their own."""
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                rows = self._write_batched(conn, items, sent, sent_at)
+            except Exception:  # noqa: BLE001 - written again item by item, where the refusal is isolated
+                transaction.rollback()
+                conn.invalidate()  # a fresh connection: no cursor of the failed attempt holds a lock
+            else:
+                transaction.commit()  # a failed commit raises: never written twice
+                return [None] * len(items), rows.outbox
+        with self.engine.begin() as conn:
+            return self._write_each(conn, items, sent, sent_at)
+
+    def _mark_sent(self, conn: sa.Connection, sent: Sequence[int], sent_at: str | None) -> None:
+        if sent:
+            conn.execute(t.outbox.update().where(t.outbox.c.id.in_(sent)).values(sent_at=sent_at))
+
+    def _write_batched(self, conn: sa.Connection, items: Sequence[WriteItem], sent: Sequence[int],
+                       sent_at: str | None) -> _Rows:
+        self._mark_sent(conn, sent, sent_at)
+        self._fence_batch(conn, items)
+        rows = _Rows(conn, self._sql)
+        for item in items:
+            for effect in item.effects:
+                rows.add(self._rows.rows(item, effect))
+        rows.flush()
+        return rows
+
+    def _fence_batch(self, conn: sa.Connection, items: Sequence[WriteItem]) -> None:
+        """Every world's items must continue its stored version, one step each; then each world's fence
+        moves once, to its last item's version."""
+        chains: dict[str, list[WriteItem]] = {}
+        for item in items:
+            chains.setdefault(item.world_id, []).append(item)
+        stored = {w: v for w, v in conn.execute(self._sql.fence_select, {"worlds": list(chains)}).all()}
+        inserts, updates = [], []
+        for world_id, chain in chains.items():
+            first = chain[0].expected_version
+            if stored.get(world_id, 0) != first or any(i.expected_version != first + n for n, i in enumerate(chain)):
+                raise _Unbatchable(world_id)
+            fence = {"next_version": first + len(chain), "counter": chain[-1].activation_counter}
+            if first == 0:
+                inserts.append({"world_id": world_id, "row_version": fence["next_version"],
+                                "activation_counter": fence["counter"]})
+            else:
+                updates.append({"w": world_id, "expected": first, **fence})
+        if inserts:
+            conn.execute(self._sql.fence_insert, inserts)  # a concurrent creator: IntegrityError
+        self._move_fences(conn, updates)
+
+    def _move_fences(self, conn: sa.Connection, updates: list[dict[str, Any]]) -> None:
+        if not updates:
+            return
+        if self._multi_rowcount:
+            moved = conn.execute(self._sql.fence_update, updates).rowcount
+        else:
+            moved = sum(conn.execute(self._sql.fence_update, u).rowcount for u in updates)
+        if moved != len(updates):
+            raise _Unbatchable("a fence moved since it was read")
+
+    def _write_each(self, conn: sa.Connection, items: Sequence[WriteItem], sent: Sequence[int],
+                    sent_at: str | None) -> tuple[list[Exception | None], list[OutboxRow]]:
+        """The careful way: each item inside its own savepoint."""
+        self._mark_sent(conn, sent, sent_at)
+        results: list[Exception | None] = []
+        outbox: list[OutboxRow] = []
+        for item in items:
+            savepoint = conn.begin_nested()
+            try:
+                written = self._apply_item(conn, item)
+                savepoint.commit()
+                results.append(None)
+                outbox += written
+            except Exception as exc:  # noqa: BLE001 - reported to that item's waiter only
+                savepoint.rollback()
+                results.append(exc)
+        return results, outbox
+
+    def _apply_item(self, conn: sa.Connection, item: WriteItem) -> list[OutboxRow]:
+        self._fence(conn, item)
+        rows = _Rows(conn, self._sql)
+        for effect in item.effects:
+            rows.add(self._rows.rows(item, effect))
+        rows.flush()
+        return rows.outbox
+
+    def _fence(self, conn: sa.Connection, item: WriteItem) -> None:
+        if item.expected_version == 0:
+            try:
+                with conn.begin_nested():
+                    conn.execute(self._sql.fence_insert, {"world_id": item.world_id, "row_version": 1,
+                                                          "activation_counter": item.activation_counter})
+            except sa.exc.IntegrityError:
+                raise StaleWriter(item.world_id) from None
+            return
+        updated = conn.execute(self._sql.fence_update, {
+            "w": item.world_id, "expected": item.expected_version, "next_version": item.expected_version + 1,
+            "counter": item.activation_counter}).rowcount
+        if updated != 1:
+            raise StaleWriter(item.world_id)
+
+    def apply_atomic(self, items: Sequence[WriteItem], outbox: list[OutboxRow] | None = None) -> None:
+        """Several worlds' items in one transaction, all or none (a cross-world allocation run)."""
+        try:
+            with self.engine.begin() as conn:
+                written = [row for item in items for row in self._apply_item(conn, item)]
+        except sa.exc.DBAPIError as exc:
+            raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
+        if outbox is not None:
+            outbox += written
+
+    def mark_allocation_executed(self, run_id: str, response: Any) -> None:
+        r = t.allocation_runs
+        with self.engine.begin() as conn:
+            conn.execute(r.update().where(r.c.run_id == run_id).values(executed=True, execution_response=response))
