@@ -21,7 +21,7 @@ import structlog
 
 from actors.bridge import Request
 from actors.metrics import ActorMetrics
-from actors.world import noop_reply
+from actors.directory_messages import noop_reply
 from domain.timefmt import iso_z
 from messages.apply import ActivationAckEvent, activation_ack_decoder
 from messages.commands import AckActivation

@@ -6,36 +6,17 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
-from dataclasses import dataclass
 
 import pykka
 import structlog
 
 from actors.bridge import Request, error_reply
-from actors.world import RunOpen, WorldStopped, WorldVacant, noop_reply
+from actors.directory_messages import (
+    ResidentWorlds, RunOpen, Sweep, TickOpenRuns, WorldMailboxes, WorldStopped, WorldVacant, noop_reply,
+)
 from messages.commands import ApplyTick
 
 log = structlog.get_logger("worldservice.directory")
-
-
-@dataclass(frozen=True, slots=True)
-class Sweep:
-    """Passivate every world idle for longer than the timeout (sent by the daemon's timer)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TickOpenRuns:
-    """Timer: every world with an open apply run checks its ACK wait, deadline and re-sends."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorldMailboxes:
-    """Ask: messages waiting in all resident world actors' mailboxes together."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResidentWorlds:
-    """Ask: the ids of the worlds that currently have an actor (thread)."""
 
 
 class Directory(pykka.ThreadingActor):

@@ -15,7 +15,8 @@ from actors.bridge import Request
 from actors.clock import MonotonicClock
 from actors.allocations import AllocationCoordinator
 from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
-from actors.directory import Directory, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
+from actors.directory import Directory
+from actors.directory_messages import ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.storage_reader import StorageRead, StorageReader

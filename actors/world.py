@@ -15,12 +15,11 @@ import pykka
 import structlog
 
 from actors.bridge import Reply, Request, error_reply
-from actors.faults import InjectedFault, crash_point, fault_point
+from actors.apply_driver import ApplyDriver, to_reply
+from actors.directory_messages import RunOpen, WorldStopped, WorldVacant
 from actors.sql_writer import WriteRequest
-from domain import apply, apply_answers, promotions_apply
 from domain.apply import ApplySettings
 from actors.metrics import ActorMetrics
-from actors.promotion_waiters import origin_of, translated
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
 from domain.idempotency import command_hash, replayed
@@ -32,45 +31,17 @@ from messages.commands import (
     HoldForAllocation, RefreshProjection, ReleaseAllocation, RunLiveMonitoring, StartApply,
 )
 from messages.apply import ApplyRun
-from messages.errors import CommandRejected, ErrorBody, not_found
+from messages.errors import CommandRejected, not_found
 from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 
 log = structlog.get_logger("worldservice.world")
-
-
-class WorldStopped(msgspec.Struct, frozen=True):
-    """Told to the Directory when a world actor stops itself (fencing), so it is not routed to again."""
-
-    world_id: str
-    actor_urn: str
-
-
-class WorldVacant(msgspec.Struct, frozen=True):
-    """Told to the Directory after serving a world that does not exist (never created, or deleted), so
-    requests for unknown ids cannot fill the resident set."""
-
-    world_id: str
-    actor_urn: str
 
 
 class _UnknownOutcome(Exception):
     """The commit did not answer in time: whether it landed is unknown, so state is reloaded."""
 
 
-class RunOpen(msgspec.Struct, frozen=True):
-    """Told to the Directory when a world's open-run status changes: a world with an open run gets timer
-    ticks and is never passivated (its ACK wait and deadline live in this actor)."""
-
-    world_id: str
-    actor_urn: str
-    open: bool
-
-
 _QUIET = (AckActivation, ApplyTick, RefreshProjection, HoldForAllocation, ReleaseAllocation)  # internal messages: no per-command log line
-
-
-def noop_reply(reply: Reply) -> None:
-    """Reply hook of internal messages (ACKs, ticks): nobody waits for them."""
 
 
 class WorldActor(pykka.ThreadingActor):
@@ -87,8 +58,8 @@ class WorldActor(pykka.ThreadingActor):
         self._clock = clock
         self._tell_directory = tell_directory
         self._write_timeout_s = write_timeout_s
-        self._apply = apply_settings or ApplySettings()
-        self._waiters: dict[str, list[Request]] = {}  # run_id -> callers answered when the run settles
+        self._driver = ApplyDriver(world_id, lambda: self._state, self._persist, clock,
+                                   apply_settings or ApplySettings(), self._metrics)
         self._run_open = False
         self._held_by: str | None = None  # an allocation run holding this world
         self._deferred: list[Request] = []
@@ -190,11 +161,7 @@ class WorldActor(pykka.ThreadingActor):
         retry with the same run id and attach to the run again. ``None`` when ``request`` was one of them."""
         self.state = None
         reply = error_reply(status, detail)
-        parked = [waiter for waiters in self._waiters.values() for waiter in waiters]
-        self._waiters.clear()
-        for waiter in parked:
-            waiter.reply(reply)
-        return None if any(origin_of(waiter) is request for waiter in parked) else reply
+        return None if self._driver.release_parked(reply, request) else reply
 
     def _dispatch(self, request: Request) -> Reply | None:
         command = request.command
@@ -210,7 +177,7 @@ class WorldActor(pykka.ThreadingActor):
             return self._mutate(state, command, now)
         outcome = answer(state, command, now)
         self._persist(outcome, command.actor, command.correlation_id, now)  # a read rarely has effects
-        return _to_reply(outcome)
+        return to_reply(outcome)
 
     def _mutate(self, state: WorldState, command: Command, now: datetime) -> Reply:
         if command.command_id is None:
@@ -224,124 +191,31 @@ class WorldActor(pykka.ThreadingActor):
             outcome.effects.append(RememberCommand(command_id=command.command_id, status=outcome.status,
                                                    reply=msgspec.to_builtins(outcome.reply), content_hash=digest))
         self._persist(outcome, command.actor, command.correlation_id, now)
-        return _to_reply(outcome)
+        return to_reply(outcome)
 
     def _loaded(self) -> WorldState:
         if self.state is None:
             self.state = self._store.load_world(self.world_id)
-            self._resume()
+            self._driver.resume()
         return self.state
 
-    # --- apply runs ------------------------------------------------------------------------------
+    # --- apply runs: the driver sequences them; the world serializes and persists -----------------
 
     def _start_apply(self, request: Request, now: datetime) -> Reply | None:
-        command = request.command
-        assert isinstance(command, StartApply)
-        return self._run_apply(request, command, apply.begin(self._state, command, now, self._apply), now)
+        return self._driver.start(request, now)
 
     def _promote(self, request: Request, now: datetime) -> Reply | None:
-        """A live promotion: judged by the domain; one that passes is an ordinary apply run, started and
-        driven below like any ``StartApply``, whose settled reply is translated into the promotion's answer."""
-        command = request.command
-        promote = promotions_apply.auto_apply if isinstance(command, AutoApplyPromotion) else \
-            promotions_apply.apply_promotion
-        step = promote(self._state, command, now, self._apply)  # type: ignore[arg-type]
-        if step.failure is not None:
-            self._metrics.promotion_failed(self.world_id, step.failure)
-        if step.start is None:
-            self._persist(step.outcome, command.actor, command.correlation_id, now)
-            return _to_reply(step.outcome)
-        waiter = translated(request, step.start, step.success,
-                            lambda reason: self._metrics.promotion_failed(self.world_id, reason))
-        return self._run_apply(waiter, step.start, step.outcome, now)
-
-    def _run_apply(self, request: Request, command: StartApply, outcome: Outcome, now: datetime) -> Reply | None:
-        fresh = command.body.run_id not in self._state.runs
-        if outcome.status >= 400:  # refused by the default-safe rule: audited, no run started
-            self._persist(outcome, command.actor, command.correlation_id, now)
-            return _to_reply(outcome)
-        if fresh:
-            self._persist(outcome, command.actor, command.correlation_id, now)
-            crash_point("apply.after_freeze")
-        run_id = command.body.run_id
-        self._waiters.setdefault(run_id, []).append(request)
-        if fresh:
-            self._drive(run_id, command)
-        return self._settle(run_id, first_answer=fresh)
+        return self._driver.promote(request, now)
 
     def _on_ack(self, request: Request, now: datetime) -> Reply:
         command = request.command
         assert isinstance(command, AckActivation)
-        recorded = apply.record_ack(self._state, command, now)
-        if recorded.anomaly is not None:
-            self._metrics.ack_anomaly(recorded.anomaly, world_id=self.world_id, run_id=command.run_id,
-                                      sequence=command.sequence, phase=command.phase)
-        if recorded.outcome is not None:  # nothing changed otherwise, so no transition can have unblocked
-            self._carry_on(command.run_id, recorded.outcome, command, now)
+        self._driver.ack(command, now)
         return Reply(status=202)
 
     def _on_tick(self, request: Request, now: datetime) -> Reply:
-        run = self._state.open_run()
-        if run is not None:
-            self._carry_on(run.run_id, apply.tick(self._state, now, self._apply), None, now)
+        self._driver.tick(now)
         return Reply(status=204)
-
-    def _carry_on(self, run_id: str, outcome: Outcome | None, command: Command | None, now: datetime) -> None:
-        """Commit what an ACK or a timer changed, take the transitions that unblocked, answer if settled."""
-        if outcome is not None:
-            self._persist(outcome, None, None, now)
-        self._drive(run_id, command)
-        self._settle(run_id, first_answer=True)
-
-    def _resume(self) -> None:
-        """A freshly loaded world with an open run (after a restart or a reload): re-send what it waits
-        for, then carry it on from its persisted phase."""
-        run = self._state.open_run()
-        if run is None:
-            return
-        log.info("apply_resumed", world_id=self.world_id, run_id=run.run_id, phase=run.phase)
-        now = self._clock()
-        # Past its deadline it rolls back rather than forward; otherwise what it waits for goes out again.
-        outcome = apply.tick(self._state, now, self._apply) or apply.resend_all(self._state, now)
-        if outcome is not None:
-            self._persist(outcome, None, None, now)
-        self._drive(run.run_id, None)
-
-    def _drive(self, run_id: str, command: Command | None) -> None:
-        """Take every transition that does not wait for ACKs, each committed before the next. A failure
-        inside a transition rolls the run back; a storage failure leaves it at its last committed phase."""
-        actor, correlation = (command.actor, command.correlation_id) if command else (None, None)
-        while True:
-            now = self._clock()
-            try:
-                outcome = apply.advance(self._state, run_id, now, self._apply)
-                if outcome is None:
-                    return
-                phase = outcome.state.runs[run_id].phase
-                fault_point(f"apply.{phase}")
-            except (InjectedFault, CommandRejected) as exc:
-                log.error("apply_failed", world_id=self.world_id, run_id=run_id, error=str(exc))
-                self._persist(apply.rollback(self._state, run_id, str(exc), now), actor, correlation, now)
-                return
-            self._persist(outcome, actor, correlation, now)
-            crash_point(f"apply.after_{phase}")
-
-    def _settle(self, run_id: str, first_answer: bool) -> Reply | None:
-        """Answer a run's parked callers once it completed, rolled back or is held awaiting ACKs."""
-        try:
-            settled = apply_answers.settled_reply(self._state.runs[run_id], first_answer)
-        except CommandRejected as exc:
-            settled = (exc.status, ErrorBody(detail=exc.detail))
-        if settled is None:
-            return None
-        reply = Reply(status=settled[0], body=settled[1])
-        waiters = self._waiters.pop(run_id, [])
-        if waiters:
-            log.info("command", world_id=self.world_id, kind="StartApply", run_id=run_id, status=reply.status,
-                     phase=self._state.runs[run_id].phase, callers=len(waiters))
-        for waiter in waiters:
-            waiter.reply(reply)
-        return None
 
     @property
     def _state(self) -> WorldState:
@@ -433,9 +307,3 @@ class WorldActor(pykka.ThreadingActor):
         self._tell_directory(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))
         self.stop()
 
-
-def _to_reply(outcome: Outcome) -> Reply:
-    if isinstance(outcome.reply, tuple):  # decide: (envelope, ttl)
-        envelope, ttl = outcome.reply
-        return Reply(status=200, body=envelope, ttl=ttl)
-    return Reply(status=outcome.status, body=outcome.reply)
