@@ -33,6 +33,7 @@ from messages.commands import (
 )
 from messages.apply import ApplyRun
 from messages.errors import CommandRejected, ErrorBody, not_found
+from messages.kinds import kind_of
 from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 
 log = structlog.get_logger("worldservice.world")
@@ -64,9 +65,6 @@ class RunOpen(msgspec.Struct, frozen=True):
     world_id: str
     actor_urn: str
     open: bool
-
-
-_QUIET = (AckActivation, ApplyTick, RefreshProjection, HoldForAllocation, ReleaseAllocation)  # internal messages: no per-command log line
 
 
 def noop_reply(reply: Reply) -> None:
@@ -180,7 +178,7 @@ class WorldActor(pykka.ThreadingActor):
 
     def _account(self, command: Command, reply: Reply, bound: Any) -> None:
         """The command's log line (mutations) and the counters its answer feeds."""
-        if is_mutation(command) and not isinstance(command, _QUIET):
+        if kind_of(command).logged:  # declared with the kind (internal messages are quiet)
             bound.info("command", status=reply.status)
         if isinstance(command, RunLiveMonitoring):
             self._metrics.observe_live_monitoring(reply.status, getattr(reply.body, "updated", 0))
