@@ -32,6 +32,7 @@ from messages.commands import (
 )
 from messages.apply import ApplyRun
 from messages.errors import CommandRejected, not_found
+from messages.kinds import kind_of
 from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 
 log = structlog.get_logger("worldservice.world")
@@ -41,7 +42,6 @@ class _UnknownOutcome(Exception):
     """The commit did not answer in time: whether it landed is unknown, so state is reloaded."""
 
 
-_QUIET = (AckActivation, ApplyTick, RefreshProjection, HoldForAllocation, ReleaseAllocation)  # internal messages: no per-command log line
 
 
 class WorldActor(pykka.ThreadingActor):
@@ -151,7 +151,7 @@ class WorldActor(pykka.ThreadingActor):
 
     def _account(self, command: Command, reply: Reply, bound: Any) -> None:
         """The command's log line (mutations) and the counters its answer feeds."""
-        if is_mutation(command) and not isinstance(command, _QUIET):
+        if kind_of(command).logged:  # declared with the kind (internal messages are quiet)
             bound.info("command", status=reply.status)
         if isinstance(command, RunLiveMonitoring):
             self._metrics.observe_live_monitoring(reply.status, getattr(reply.body, "updated", 0))

@@ -21,6 +21,7 @@ from messages import commands as c
 from messages.activation import StateHashOut
 from messages.bindings import StrategiesOut
 from messages.errors import conflict
+from messages.kinds import kind_of
 from messages.policies import PolicyVersionRef
 
 _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
@@ -50,23 +51,19 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
 }
 
 
-# While a run is open its freeze must hold: nothing else may rewrite the activation set or decisions; nor
-# the edge overrides, which Switch toggles and a rollback restores from what they were at Switch.
-_BLOCKED_DURING_APPLY = (c.PutActivation, c.SetDecisions, c.DeleteWorld, c.PutEdgeOverride)
-_APPLY_MESSAGES = (c.StartApply, c.AckActivation, c.ApplyTick, c.RefreshProjection, c.HoldForAllocation,
-                   c.ReleaseAllocation, c.ApplyPromotion, c.AutoApplyPromotion)
-
-
 def handle(state: WorldState, command: c.Command, now: datetime) -> Outcome:
     """Apply one mutation. Raises ``CommandRejected`` when a rule refuses it (state untouched)."""
-    running = state.open_run() if isinstance(command, _BLOCKED_DURING_APPLY) else None
+    # While a run is open its freeze must hold: nothing else may rewrite the activation set or decisions;
+    # nor the edge overrides, which Switch toggles and a rollback restores from what they were at Switch.
+    running = state.open_run() if kind_of(command).blocked_during_apply else None
     if running is not None:
         raise conflict(f"apply in progress: run {running.run_id!r} is {running.phase}")
     return _MUTATIONS[type(command)](state, command, now)
 
 
 def is_mutation(command: c.Command) -> bool:
-    return type(command) in _MUTATIONS or isinstance(command, _APPLY_MESSAGES)
+    """Served as a change of the world (declared a mutation or internal), not as a read."""
+    return kind_of(command).changes_world
 
 
 def _state_hash(state: WorldState) -> StateHashOut:
@@ -120,3 +117,20 @@ def answer(state: WorldState, query: c.Command, now: datetime) -> Outcome:
     if isinstance(query, c.Decide):
         return _decide(state, query, now)
     return Outcome(state=state, effects=[], reply=_READS[type(query)](state, query, now))
+
+
+# What ``domain`` serves; the actors serve the rest (apply runs, storage reads, the allocation hold) and a
+# test checks that every declared kind has exactly one server.
+DOMAIN_KINDS = frozenset(_MUTATIONS) | frozenset(_READS) | {c.Decide}
+
+
+def _check_registrations() -> None:
+    for kind in _MUTATIONS:
+        if not kind_of(kind).changes_world:
+            raise TypeError(f"{kind.__name__} is declared a query but registered as a mutation")
+    for kind in (*_READS, c.Decide):
+        if kind_of(kind).changes_world:
+            raise TypeError(f"{kind.__name__} is declared a mutation but registered as a read")
+
+
+_check_registrations()

@@ -3,18 +3,19 @@
 Mutations arrive from HTTP, the Kafka command topic and the CLI in this shape; reads use the same path so
 they are linearizable with the writes of their world. The split between what a caller may send
 (``ExternalCommand``) and what only the daemon sends itself (``InternalCommand``), and the role each
-external kind needs, are declared once here for every edge.
+external kind needs, are declared once here, on each Struct (``messages.kinds``), for every edge.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
 from messages.activation import ActivationRequest
 from messages.apply import ApplyRequest, CohortEvaluateRequest, EvaluateRequest
+from messages.kinds import Role, declared, internal, mutation, query, union
 from messages.evaluation import EvaluationOverride, ExPostFailureRecord
 from messages.bindings import StrategiesRequest
 from messages.rebalancing import AllocationUpsertRequest, RebalanceNotice
@@ -38,69 +39,84 @@ class Command(msgspec.Struct, tag_field="kind", forbid_unknown_fields=True, kw_o
 # --- mutations -------------------------------------------------------------------------------------
 
 
+@mutation("owner")
 class CreateWorld(Command, tag="create_world"):
     body: WorldCreate
 
 
+@mutation("owner")
 class UpdateWorld(Command, tag="update_world"):
     body: WorldUpdate
 
 
+@mutation("owner", blocked_during_apply=True)
 class DeleteWorld(Command, tag="delete_world"):
     force: bool = False
 
 
+@mutation("owner")
 class AddPolicy(Command, tag="add_policy"):
     body: PolicyRequest
 
 
+@mutation("owner")
 class SetDefaultPolicy(Command, tag="set_default_policy"):
     body: SetDefaultRequest
 
 
+@mutation("owner")
 class AddBindings(Command, tag="add_bindings"):
     body: StrategiesRequest
 
 
+@mutation("owner", blocked_during_apply=True)
 class SetDecisions(Command, tag="set_decisions"):
     body: StrategiesRequest
 
 
+@mutation("operator", blocked_during_apply=True)
 class PutActivation(Command, tag="put_activation"):
     body: ActivationRequest
     if_match: str | None = None  # optional precondition: the entry's current etag
 
 
+@mutation("operator")
 class PutHistory(Command, tag="put_history"):
     body: HistoryRequest
 
 
+@mutation("operator")
 class StartApply(Command, tag="apply"):
     body: ApplyRequest
 
 
+@mutation("operator")
 class Evaluate(Command, tag="evaluate"):
     """Run the policy over the metrics and record the evaluation run it makes (reference §1.4)."""
 
     body: EvaluateRequest
 
 
+@mutation("operator")
 class EvaluateCohort(Command, tag="evaluate_cohort"):
     body: CohortEvaluateRequest
 
 
+@mutation("owner")
 class OverrideRun(Command, tag="override_run"):
     strategy_id: Identifier
     run_id: Identifier
     body: EvaluationOverride
 
 
+@mutation("operator")
 class RecordExPostFailure(Command, tag="record_ex_post_failure"):
     strategy_id: Identifier
     run_id: Identifier
     body: ExPostFailureRecord
 
 
+@internal()
 class AckActivation(Command, tag="ack_activation"):
     """A Gateway acknowledged one sequenced activation event of a run."""
 
@@ -109,22 +125,26 @@ class AckActivation(Command, tag="ack_activation"):
     phase: str
 
 
+@internal()
 class ApplyTick(Command, tag="apply_tick"):
     """Timer: check a world's open run for ACK gap timeouts, its deadline and re-sends."""
 
 
+@internal(role="operator", logged=True)
 class RecordRebalance(Command, tag="record_rebalance"):
     """Audit and announce this world's share of a planned rebalance (``/rebalancing/apply``)."""
 
     body: RebalanceNotice
 
 
+@mutation("operator")
 class UpsertAllocations(Command, tag="upsert_allocations"):
     """``POST /allocations``: a cross-world run (``world_id`` names its first world, for logs only)."""
 
     body: AllocationUpsertRequest
 
 
+@internal()
 class HoldForAllocation(Command, tag="hold_for_allocation"):
     """The allocation coordinator takes this world: it answers with its fence and defers everything else
     until the matching release."""
@@ -132,41 +152,49 @@ class HoldForAllocation(Command, tag="hold_for_allocation"):
     run_id: Identifier
 
 
+@internal()
 class ReleaseAllocation(Command, tag="release_allocation"):
     run_id: Identifier
     row_version: int | None = None  # the world's fence after the run's commit; None when nothing was written
 
 
+@internal()
 class RefreshProjection(Command, tag="refresh_projection"):
     """Rewrite this world's activation projection from the actor's committed state (after a flush)."""
 
 
+@mutation("operator")
 class PutNode(Command, tag="put_node"):
     node_id: Identifier
     body: WorldNodeUpsertRequest
 
 
+@mutation("operator")
 class DeleteNode(Command, tag="delete_node"):
     node_id: Identifier
     execution_domain: DomainText | None = None  # none: backtest
 
 
+@mutation("operator", blocked_during_apply=True)
 class PutEdgeOverride(Command, tag="put_edge_override"):
     src_node_id: Identifier
     dst_node_id: Identifier
     body: EdgeOverrideUpsertRequest
 
 
+@mutation("operator")
 class StoreValidation(Command, tag="store_validation"):
     body: ValidationStoreRequest
 
 
+@mutation("reader")  # a read for the caller, though a stale entry is evicted
 class LookupValidation(Command, tag="lookup_validation"):
     """A mutation: a lookup under another context evicts the stale entry (it never writes otherwise)."""
 
     body: ValidationContext
 
 
+@mutation("operator")
 class DeleteValidation(Command, tag="delete_validation"):
     node_id: Identifier
     execution_domain: DomainText | None = None  # none: every domain of the node
@@ -179,27 +207,33 @@ class DeleteValidation(Command, tag="delete_validation"):
 # default-safe rule (operators run the world); the plan and the candidates are reads.
 
 
+@mutation("owner")
 class ApprovePromotion(Command, tag="approve_live_promotion"):
     body: LivePromotionApproveRequest
 
 
+@mutation("owner")
 class RejectPromotion(Command, tag="reject_live_promotion"):
     body: LivePromotionRejectRequest
 
 
+@mutation("operator")
 class ApplyPromotion(Command, tag="apply_live_promotion"):
     body: LivePromotionApplyRequest
 
 
+@mutation("operator")
 class AutoApplyPromotion(Command, tag="auto_apply_live_promotion"):
     """Promote the freshest paper run, when the policy's mode is ``auto_apply`` and every gate passes."""
 
 
+@query()
 class GetPromotionPlan(Command, tag="get_live_promotion_plan"):
     strategy_id: Identifier
     run_id: Identifier
 
 
+@query()
 class ListPromotionCandidates(Command, tag="list_live_promotion_candidates"):
     limit: Annotated[int, Meta(ge=0, le=1000)] = 20  # 0: every candidate (the reference: any limit <= 0)
     include_plan: bool = False
@@ -208,100 +242,123 @@ class ListPromotionCandidates(Command, tag="list_live_promotion_candidates"):
 # --- reads -----------------------------------------------------------------------------------------
 
 
+@query()
 class GetWorld(Command, tag="get_world"):
     pass
 
 
+@query()
 class DescribeWorld(Command, tag="describe_world"):
     pass
 
 
+@query()
 class ListPolicies(Command, tag="list_policies"):
     pass
 
 
+@query()
 class GetPolicy(Command, tag="get_policy"):
     version: PositiveVersion
 
 
+@query()
 class GetPolicyInfo(Command, tag="get_policy_info"):
     version: PositiveVersion
 
 
+@query()
 class GetBindings(Command, tag="get_bindings"):
     strategy_id: Identifier | None = None  # only this strategy (an empty list when it is not bound)
 
 
+@query()
 class GetDecisions(Command, tag="get_decisions"):
     pass
 
 
+@query()
 class Decide(Command, tag="decide"):
     as_of: str | None = None
 
 
+@query()
 class GetActivation(Command, tag="get_activation"):
     strategy_id: Identifier
     side: Side
 
 
+@query()
 class GetActivationSet(Command, tag="get_activation_set"):
     """The whole activation set with its state hash (a Gateway's reconcile after a gap)."""
 
 
+@query()
 class GetStateHash(Command, tag="get_state_hash"):
     pass
 
 
+@query()
 class GetHistory(Command, tag="get_history"):
     pass
 
 
+@query()
 class GetApplyRun(Command, tag="get_apply_run"):
     run_id: Identifier
 
 
+@query()
 class GetAudit(Command, tag="get_audit"):
     after: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
+@query()
 class GetDecisionHistory(Command, tag="get_decision_history"):
     """The world's kept evaluations, newest first (read from SQL: older than what memory holds)."""
 
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
+@query()
 class ListNodes(Command, tag="list_nodes"):
     execution_domain: DomainText | None = None  # none, "*" or "all": every domain
 
 
+@query()
 class GetNode(Command, tag="get_node"):
     node_id: Identifier
     execution_domain: DomainText | None = None  # none: backtest
 
 
+@query()
 class ListEdgeOverrides(Command, tag="list_edge_overrides"):
     pass
 
 
+@query()
 class ListRuns(Command, tag="list_runs"):
     strategy_id: Identifier
 
 
+@query()
 class GetRun(Command, tag="get_run"):
     strategy_id: Identifier
     run_id: Identifier
 
 
+@query()
 class GetRunMetrics(GetRun, tag="get_run_metrics"):
     """409 ``E_RUN_NOT_EVALUATED`` while the run has no metrics."""
 
 
+@query()
 class GetRunHistory(GetRun, tag="get_run_history"):
     pass
 
 
+@query()
 class GetValidationInvariants(Command, tag="get_validation_invariants"):
     """The world's validation invariants report (``strategy_id`` narrows the per-strategy lists)."""
 
@@ -313,80 +370,45 @@ class GetValidationInvariants(Command, tag="get_validation_invariants"):
 # A monitoring run is a mutation of the world: it appends revisions to the world's live runs.
 
 
+@query()
 class GetCampaignStatus(Command, tag="get_campaign_status"):
     strategy_id: Identifier | None = None  # only this strategy's runs
 
 
+@query()
 class CampaignTick(Command, tag="campaign_tick"):
     strategy_id: Identifier | None = None
 
 
+@query()
 class GetLiveMonitoringReport(Command, tag="get_live_monitoring_report"):
     pass
 
 
+@mutation("operator")
 class RunLiveMonitoring(Command, tag="run_live_monitoring"):
     """Judge each strategy's latest live run by the default policy's ``live_monitoring`` guardrails; a run
     whose readings or verdict changed gets a new revision. ``run-all`` sends one per world."""
 
 
-CampaignQuery = Union[GetCampaignStatus, CampaignTick, GetLiveMonitoringReport]
-CAMPAIGN_ROLES: dict[type[Command], Role] = {
-    GetCampaignStatus: "reader", CampaignTick: "reader", GetLiveMonitoringReport: "reader",
-    RunLiveMonitoring: "operator",
-}
+# --- derived from the declarations above (``messages.kinds``) ---------------------------------------
 
-
-Query = Union[
-    GetWorld, DescribeWorld, ListPolicies, GetPolicy, GetPolicyInfo, GetBindings, GetDecisions, Decide,
-    GetActivation, GetActivationSet, GetStateHash, GetHistory, GetAudit, GetApplyRun,
-    ListNodes, GetNode, ListEdgeOverrides, GetDecisionHistory, ListRuns, GetRun, GetRunMetrics, GetRunHistory,
-    GetPromotionPlan, ListPromotionCandidates, GetValidationInvariants,
-    CampaignQuery,
-]
-
-# --- who may send what -------------------------------------------------------------------------------
-
-ExternalMutation = Union[
-    CreateWorld, UpdateWorld, DeleteWorld, AddPolicy, SetDefaultPolicy, AddBindings, SetDecisions,
-    PutActivation, PutHistory, StartApply, UpsertAllocations,
-    PutNode, DeleteNode, PutEdgeOverride, StoreValidation, LookupValidation, DeleteValidation,
-    Evaluate, EvaluateCohort, OverrideRun, RecordExPostFailure,
-    ApprovePromotion, RejectPromotion, ApplyPromotion, AutoApplyPromotion,
-    RunLiveMonitoring,
-]
-
+Query = union("query")
+ExternalMutation = union("mutation")
 # Sent only by the daemon itself (timers, the ACK consumer, the allocation coordinator, the projection
 # guard), or derived by the HTTP edge from a plan it computed (``/rebalancing/apply``'s per-world notice).
 # No edge decodes them from a caller's bytes: whoever may produce to the command topic could otherwise
 # tick runs, forge ACKs, hold worlds or announce rebalances nobody planned.
-InternalCommand = Union[AckActivation, ApplyTick, HoldForAllocation, ReleaseAllocation, RefreshProjection,
-                        RecordRebalance]
-
-ExternalCommand = Union[ExternalMutation, Query]
+InternalCommand = union("internal")
+ExternalCommand = union("mutation", "query")
 
 external_command_decoder = msgspec.json.Decoder(ExternalCommand)
-
-Role = Literal["reader", "operator", "owner"]
 
 # The least role a caller needs on the command's world (for ``UpsertAllocations``: on every world of its
 # body), the same for HTTP routes and the command topic. Owners change worlds, policies, bindings and
 # decisions, and overrule a run's verdict; operators run the world (activation, apply, evaluations,
 # evidence, nodes, edges, validations, allocations); readers read.
-REQUIRED_ROLE: dict[type[Command], Role] = {
-    CreateWorld: "owner", UpdateWorld: "owner", DeleteWorld: "owner", AddPolicy: "owner",
-    SetDefaultPolicy: "owner", AddBindings: "owner", SetDecisions: "owner",
-    PutActivation: "operator", PutHistory: "operator", StartApply: "operator", UpsertAllocations: "operator",
-    PutNode: "operator", DeleteNode: "operator", PutEdgeOverride: "operator", StoreValidation: "operator",
-    DeleteValidation: "operator", RecordRebalance: "operator",
-    # Evaluations write runs (evidence the promotion gates read); overriding a run's verdict is the owners'.
-    Evaluate: "operator", EvaluateCohort: "operator", RecordExPostFailure: "operator", OverrideRun: "owner",
-    # Approving a live promotion is a verdict (owners); applying one runs the world (operators).
-    ApprovePromotion: "owner", RejectPromotion: "owner", ApplyPromotion: "operator", AutoApplyPromotion: "operator",
-    LookupValidation: "reader",  # a read for the caller, though a stale entry is evicted
-    **{query: "reader" for query in get_args(Query)},
-    **CAMPAIGN_ROLES,
-}
+REQUIRED_ROLE: dict[type[Command], Role] = {k.type: k.role for k in declared() if k.role is not None}
 
 
 def command_worlds(command: Command) -> list[str]:
