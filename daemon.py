@@ -119,7 +119,7 @@ def build_runtime(config: Config, publisher: Any = None, executor: Any = None, *
     executor = executor if executor is not None else rebalance_executor(config)
     system = ActorSystem(store, projection_store(config), bus, settings, executor=executor, **clocks)
     if isinstance(bus, InMemoryBus):
-        bus.subscribe(lambda published: system.acks.receive(published.event),
+        bus.subscribe(lambda published: system.receive_ack_now(published.event),
                       topic=config.worldservice.controlbus.ack_topic)
     return Runtime(config=config, store=store, bus=bus, system=system)
 
@@ -234,7 +234,8 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
     group = {"session_timeout_ms": bus.session_timeout_ms, "heartbeat_interval_ms": bus.heartbeat_interval_ms,
              "fetch_max_wait_ms": bus.fetch_max_wait_ms}
     consumers = [KafkaConsumerLoop(brokers, bus.ack_topic, f"{bus.group_id}.acks",
-                                   ack_handler(runtime.system.acks, edge.call), **group)]
+                                   ack_handler(runtime.system.receive_ack, edge.call_timeout_s,
+                                               lambda: edge.draining), **group)]
     if bus.commands_enabled:
         auth = config.server.auth
         intake = CommandIntake(call=edge.call, sender=publisher, dlq_topic=bus.commands_dlq_topic,

@@ -14,9 +14,10 @@ from actors.activation_store import ActivationStoreActor
 from actors.bridge import Request
 from actors.clock import MonotonicClock
 from actors.allocations import AllocationCoordinator
-from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
+from actors.ack_intake import AckIntake, AckReceived
+from actors.bus import OutboxRelay, Publisher, Relay
 from actors.directory import Directory
-from actors.directory_messages import ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
+from actors.directory_messages import noop_reply, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.storage_reader import StorageRead, StorageReader
@@ -53,7 +54,7 @@ class ActorSystem:
         self.projection = ActivationStoreActor.start(projection_store).proxy()
         self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
                                          self.settings.max_resident_worlds)
-        self.acks = AckIntake(self.send, metrics=self.metrics)
+        self.acks = AckIntake.start(self.send, metrics=self.metrics)  # sequences Gateway ACKs per run
         self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
         self.reader = StorageReader.start(store)  # the edges' cross-world reads: never SQL on the event loop
 
@@ -69,13 +70,22 @@ class ActorSystem:
     def _spawn_world(self, world_id: str) -> pykka.ActorRef:
         return WorldActor.start(world_id, self.store, self.writer, self.projection, self.clock,
                                 self.directory.tell, self.settings.write_timeout_s, self.settings.apply,
-                                self.metrics)
+                                self.metrics, self.acks.tell)
 
     def send(self, request: Request) -> None:
         if isinstance(request.command, UpsertAllocations):
             self.allocations.tell(request)  # cross-world: the coordinator takes the worlds itself
         else:
             self.directory.tell(request)
+
+    def receive_ack(self, received: AckReceived) -> None:
+        """A Gateway ACK for the intake; ``received.reply`` is answered once it is recorded or dropped."""
+        self.acks.tell(received)
+
+    def receive_ack_now(self, raw: bytes | dict[str, Any]) -> None:
+        """The in-memory ControlBus: returns once the intake has taken the ACK (its world message, if
+        any, is queued), so whatever the publisher sends next is handled after it."""
+        self.acks.ask(AckReceived(raw=raw, reply=noop_reply))
 
     def read(self, read: StorageRead) -> None:
         """A cross-world read, answered on ``read.reply`` by the storage reader actor."""
@@ -89,7 +99,7 @@ class ActorSystem:
 
     def mailbox_depths(self) -> dict[str, int]:
         """Queue lengths, read without a round trip (a wedged actor still shows its backlog)."""
-        refs = {"directory": self.directory, "writer": self.writer, "relay": self.relay, "reader": self.reader,
+        refs = {"acks": self.acks, "directory": self.directory, "writer": self.writer, "relay": self.relay, "reader": self.reader,
                 "projection": self.projection.actor_ref}
         depths = {name: ref.actor_inbox.qsize() for name, ref in refs.items()}
         depths["worlds"] = self.directory.ask(WorldMailboxes(), timeout=5)
@@ -126,6 +136,7 @@ class ActorSystem:
         """One round trip through every daemon-wide actor (the watchdog's evidence of health)."""
         try:
             self.directory.ask(ResidentWorlds(), timeout=timeout_s)
+            self.acks.ask(None, timeout=timeout_s)
             self.writer.proxy().stats().get(timeout=timeout_s)
             self.relay.proxy().failing.get(timeout=timeout_s)
             self.projection.dirty_count().get(timeout=timeout_s)
@@ -179,6 +190,7 @@ class ActorSystem:
     def stop(self) -> None:
         """Drain in dependency order: worlds finish their mailboxes (their writes are committed before
         they answer), the outbox is relayed, the writer commits the relay marks, the projection closes."""
+        self.acks.stop(block=True)  # no ACK reaches a world after this
         self.allocations.stop(block=True)  # releases its worlds before they drain
         self.reader.stop(block=True)
         self.directory.stop(block=True)
