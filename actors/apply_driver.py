@@ -17,6 +17,7 @@ from actors.bridge import Reply, Request
 from actors.faults import InjectedFault, crash_point, fault_point
 from actors.metrics import ActorMetrics
 from actors.promotion_waiters import origin_of, translated
+from config import Config
 from domain import apply, apply_answers, promotions_apply
 from domain.apply import ApplySettings
 from domain.state import Outcome, WorldState
@@ -26,6 +27,14 @@ from messages.errors import CommandRejected, ErrorBody
 log = structlog.get_logger("worldservice.world")
 
 Persist = Callable[[Outcome, "str | None", "str | None", datetime], None]
+
+
+def apply_settings(config: Config) -> ApplySettings:
+    """The pure apply rules' settings, read from the daemon's configuration."""
+    ap = config.worldservice.apply
+    return ApplySettings(await_acks=config.await_acks(), gap_timeout_ms=ap.activation_gap_timeout_ms,
+                         timeout_policy=ap.timeout_policy, deadline_ms=ap.deadline_ms,
+                         resend_initial_ms=ap.resend_initial_ms, resend_max_ms=ap.resend_max_ms)
 
 
 def to_reply(outcome: Outcome) -> Reply:

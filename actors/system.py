@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,37 +22,28 @@ from actors.sql_writer import MarkSent, SqlWriter
 from actors.storage_reader import StorageRead, StorageReader
 from actors.world import WorldActor
 from domain.activation import fold_audit, state_hash
-from domain.apply import ApplySettings
+from config import Config
 from messages.commands import ApplyTick, RefreshProjection, UpsertAllocations
 from storage.sql import SqlStore
-
-
-@dataclass
-class ActorSettings:
-    idle_timeout_s: float = 300.0
-    max_resident_worlds: int = 5000
-    group_commit_max: int = 256
-    write_timeout_s: float = 30.0
-    apply: ApplySettings = field(default_factory=ApplySettings)
-    topics: dict[str, str] = field(default_factory=dict)
 
 
 class ActorSystem:
     """Starts the daemon-wide actors; ``send`` is how every edge reaches a world."""
 
     def __init__(self, store: SqlStore, projection_store: Any, publisher: Publisher,
-                 settings: ActorSettings | None = None, clock: Callable[[], datetime] | None = None,
+                 config: Config | None = None, clock: Callable[[], datetime] | None = None,
                  monotonic: Callable[[], float] = time.monotonic, executor: Any = None) -> None:
-        self.settings = settings or ActorSettings()
+        self.config = config if config is not None else Config()
+        actors, topics = self.config.worldservice.actors, dict(self.config.worldservice.controlbus.topics)
         self.metrics = ActorMetrics()
         self.store = store
         # Real time unless a test drives it: a wall-clock step must not fire or delay an apply timer.
         self.clock = clock if clock is not None else MonotonicClock()
-        self.writer = SqlWriter.start(store, self.settings.group_commit_max, on_commit=self._on_commit)
-        self.relay = OutboxRelay.start(store, publisher, self.clock, self._mark_sent, topics=self.settings.topics)
+        self.writer = SqlWriter.start(store, actors.group_commit_max, on_commit=self._on_commit)
+        self.relay = OutboxRelay.start(store, publisher, self.clock, self._mark_sent, topics=topics)
         self.projection = ActivationStoreActor.start(projection_store).proxy()
-        self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
-                                         self.settings.max_resident_worlds)
+        self.directory = Directory.start(self._spawn_world, monotonic, actors.idle_timeout_s,
+                                         actors.max_resident_worlds)
         self.acks = AckIntake.start(self.send, metrics=self.metrics)  # sequences Gateway ACKs per run
         self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
         self.reader = StorageReader.start(store)  # the edges' cross-world reads: never SQL on the event loop
@@ -69,8 +59,7 @@ class ActorSystem:
 
     def _spawn_world(self, world_id: str) -> pykka.ActorRef:
         return WorldActor.start(world_id, self.store, self.writer, self.projection, self.clock,
-                                self.directory.tell, self.settings.write_timeout_s, self.settings.apply,
-                                self.metrics, self.acks.tell)
+                                self.directory.tell, self.config, self.metrics, self.acks.tell)
 
     def send(self, request: Request) -> None:
         if isinstance(request.command, UpsertAllocations):

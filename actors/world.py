@@ -16,10 +16,10 @@ import structlog
 
 from actors.bridge import Reply, Request, error_reply
 from actors.ack_intake import AckNote, PhaseAcknowledged, RunView
-from actors.apply_driver import ApplyDriver, to_reply
+from actors.apply_driver import ApplyDriver, apply_settings, to_reply
 from actors.directory_messages import RunOpen, WorldStopped, WorldVacant
 from actors.sql_writer import WriteRequest
-from domain.apply import ApplySettings
+from config import Config
 from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
@@ -48,8 +48,7 @@ _QUIET = (AckActivation, PhaseAcknowledged, ApplyTick, RefreshProjection, HoldFo
 class WorldActor(pykka.ThreadingActor):
     def __init__(self, world_id: str, store: SqlStore, writer: pykka.ActorRef, projection: Any,
                  clock: Callable[[], datetime], tell_directory: Callable[[object], None],
-                 write_timeout_s: float = 30.0, apply_settings: ApplySettings | None = None,
-                 metrics: ActorMetrics | None = None,
+                 config: Config | None = None, metrics: ActorMetrics | None = None,
                  tell_acks: Callable[[object], None] | None = None) -> None:
         super().__init__()
         self._tell_acks = tell_acks or (lambda _: None)  # the ACK intake: each committed run view
@@ -60,9 +59,10 @@ class WorldActor(pykka.ThreadingActor):
         self._projection = projection
         self._clock = clock
         self._tell_directory = tell_directory
-        self._write_timeout_s = write_timeout_s
+        config = config if config is not None else Config()
+        self._write_timeout_s = config.worldservice.actors.write_timeout_s
         self._driver = ApplyDriver(world_id, lambda: self._state, self._persist, clock,
-                                   apply_settings or ApplySettings(), self._metrics)
+                                   apply_settings(config), self._metrics)
         self._run_open = False
         self._held_by: str | None = None  # an allocation run holding this world
         self._deferred: list[Request] = []
