@@ -19,9 +19,8 @@ from typing import Any
 import structlog
 import uvicorn
 
-from actors.system import ActorSettings, ActorSystem
-from domain.apply import ApplySettings
-from messages.config import Config, ConfigError, load_config
+from actors.system import ActorSystem
+from config import Config, ConfigError, load_config
 from storage import migrate
 from storage.activation_store import MemoryActivationStore, RedisActivationStore
 from storage.engine import create_engine
@@ -115,23 +114,12 @@ def build_runtime(config: Config, publisher: Any = None, executor: Any = None, *
         raise ConfigError("database schema is not at head; run `worldservice migrate` first")
     store = SqlStore(engine)
     bus = publisher if publisher is not None else InMemoryBus()
-    settings = actor_settings(config)
     executor = executor if executor is not None else rebalance_executor(config)
-    system = ActorSystem(store, projection_store(config), bus, settings, executor=executor, **clocks)
+    system = ActorSystem(store, projection_store(config), bus, config, executor=executor, **clocks)
     if isinstance(bus, InMemoryBus):
-        bus.subscribe(lambda published: system.acks.receive(published.event),
+        bus.subscribe(lambda published: system.receive_ack_now(published.event),
                       topic=config.worldservice.controlbus.ack_topic)
     return Runtime(config=config, store=store, bus=bus, system=system)
-
-
-def actor_settings(config: Config) -> ActorSettings:
-    a, ap = config.worldservice.actors, config.worldservice.apply
-    apply = ApplySettings(await_acks=config.await_acks(), gap_timeout_ms=ap.activation_gap_timeout_ms,
-                          timeout_policy=ap.timeout_policy, deadline_ms=ap.deadline_ms,
-                          resend_initial_ms=ap.resend_initial_ms, resend_max_ms=ap.resend_max_ms)
-    return ActorSettings(idle_timeout_s=a.idle_timeout_s, max_resident_worlds=a.max_resident_worlds,
-                         group_commit_max=a.group_commit_max, write_timeout_s=a.write_timeout_s, apply=apply,
-                         topics=dict(config.worldservice.controlbus.topics))
 
 
 class _Server(uvicorn.Server):
@@ -234,7 +222,8 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
     group = {"session_timeout_ms": bus.session_timeout_ms, "heartbeat_interval_ms": bus.heartbeat_interval_ms,
              "fetch_max_wait_ms": bus.fetch_max_wait_ms}
     consumers = [KafkaConsumerLoop(brokers, bus.ack_topic, f"{bus.group_id}.acks",
-                                   ack_handler(runtime.system.acks, edge.call), **group)]
+                                   ack_handler(runtime.system.receive_ack, edge.call_timeout_s,
+                                               lambda: edge.draining), **group)]
     if bus.commands_enabled:
         auth = config.server.auth
         intake = CommandIntake(call=edge.call, sender=publisher, dlq_topic=bus.commands_dlq_topic,

@@ -17,6 +17,7 @@ from actors.bridge import Reply, Request
 from actors.faults import InjectedFault, crash_point, fault_point
 from actors.metrics import ActorMetrics
 from actors.promotion_waiters import origin_of, translated
+from config import Config
 from domain import apply, apply_answers, promotions_apply
 from domain.apply import ApplySettings
 from domain.state import Outcome, WorldState
@@ -26,6 +27,14 @@ from messages.errors import CommandRejected, ErrorBody
 log = structlog.get_logger("worldservice.world")
 
 Persist = Callable[[Outcome, "str | None", "str | None", datetime], None]
+
+
+def apply_settings(config: Config) -> ApplySettings:
+    """The pure apply rules' settings, read from the daemon's configuration."""
+    ap = config.worldservice.apply
+    return ApplySettings(await_acks=config.await_acks(), gap_timeout_ms=ap.activation_gap_timeout_ms,
+                         timeout_policy=ap.timeout_policy, deadline_ms=ap.deadline_ms,
+                         resend_initial_ms=ap.resend_initial_ms, resend_max_ms=ap.resend_max_ms)
 
 
 def to_reply(outcome: Outcome) -> Reply:
@@ -69,13 +78,18 @@ class ApplyDriver:
                             lambda reason: self._metrics.promotion_failed(self.world_id, reason))
         return self._run(waiter, step.start, step.outcome, now)
 
-    def ack(self, ack: AckActivation, now: datetime) -> None:
+    def record_ack(self, ack: AckActivation, now: datetime) -> apply.AckRecorded:
+        """Make one ACK durable in its run, judged against the committed record (the ACK intake counts
+        the verdict). Nothing moves on: the intake tells the world once a phase is fully acknowledged."""
         recorded = apply.record_ack(self._state(), ack, now)
-        if recorded.anomaly is not None:
-            self._metrics.ack_anomaly(recorded.anomaly, world_id=self.world_id, run_id=ack.run_id,
-                                      sequence=ack.sequence, phase=ack.phase)
-        if recorded.outcome is not None:  # nothing changed otherwise, so no transition can have unblocked
-            self._carry_on(ack.run_id, recorded.outcome, now)
+        if recorded.outcome is not None:
+            self._persist(recorded.outcome, None, None, now)
+        return recorded
+
+    def phase_acknowledged(self, run_id: str) -> None:
+        """Every event of a phase is recorded as acknowledged: take the transitions that waited for it."""
+        if run_id in self._state().runs:
+            self._carry_on(run_id, None, None)
 
     def tick(self, now: datetime) -> None:
         run = self._state().open_run()
@@ -122,7 +136,7 @@ class ApplyDriver:
         return self._settle(run_id, first_answer=fresh)
 
     def _carry_on(self, run_id: str, outcome: Outcome | None, now: datetime | None) -> None:
-        """Commit what an ACK or a timer changed, take the transitions that unblocked, answer if settled."""
+        """Commit what a timer changed, take the transitions that unblocked, answer if settled."""
         if outcome is not None and now is not None:
             self._persist(outcome, None, None, now)
         self._drive(run_id, None)

@@ -1,5 +1,5 @@
 """Bus: relays committed outbox rows to the ControlBus in commit order (so in order per world), marks them
-sent, and routes Gateway ACKs to the world actors.
+sent. (Gateway ACKs come in through ``actors.ack_intake``.)
 
 Delivery is at-least-once (a crash between publish and mark re-sends); every event carries an
 ``idempotency_key`` and a deterministic id so consumers drop the duplicate. While the broker is down the
@@ -8,23 +8,15 @@ rows wait in SQL; the daemon's timer retries, and commands keep succeeding meanw
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import msgspec
 import pykka
 import structlog
 
-from actors.bridge import Request
-from actors.metrics import ActorMetrics
-from actors.directory_messages import noop_reply
 from domain.timefmt import iso_z
-from messages.apply import ActivationAckEvent, activation_ack_decoder
-from messages.commands import AckActivation
 from storage.sql import SqlStore
 
 log = structlog.get_logger("worldservice.bus")
@@ -79,59 +71,3 @@ class OutboxRelay(pykka.ThreadingActor):
     def pending_count(self) -> int:
         """Rows committed but not yet published by this relay."""
         return len(self._store.pending_outbox(self._published_up_to, self._batch))
-
-
-class AckIntake:
-    """Gateway ACKs (``activation_ack`` CloudEvents) -> ``AckActivation`` for the world's actor.
-
-    Duplicates are dropped here by ``(world_id, run_id, sequence, phase)`` before they cost a mailbox
-    message; the run record (durable) is what finally ignores a repeat, so a bounded memory is enough. An
-    ACK is remembered only once its world recorded it, so one lost to a failed write is taken again. Every
-    ACK dropped here is counted and logged (``invalid``, ``duplicate``); the world notes the rest.
-    """
-
-    def __init__(self, send: Callable[[Request], None], remember: int = 100_000,
-                 metrics: ActorMetrics | None = None) -> None:
-        self._send = send
-        self._remember = remember
-        self._metrics = metrics or ActorMetrics()
-        self._seen: OrderedDict[tuple[str, str, int, str], None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def parse(self, raw: bytes | dict[str, Any]) -> AckActivation | None:
-        """The ACK as a command, or ``None`` when it is malformed or was already recorded."""
-        try:
-            event = (activation_ack_decoder.decode(raw) if isinstance(raw, bytes)
-                     else msgspec.convert(raw, ActivationAckEvent))
-            ack = event.data
-            command = msgspec.convert({"kind": "ack_activation", "world_id": ack.world_id, "run_id": ack.run_id,
-                                       "sequence": ack.sequence, "phase": ack.phase}, AckActivation)
-        except msgspec.DecodeError as exc:  # also every ValidationError
-            self._metrics.ack_anomaly("invalid", error=str(exc))
-            return None
-        with self._lock:
-            seen = _ack_key(command) in self._seen
-        if seen:
-            self._metrics.ack_anomaly("duplicate", world_id=command.world_id, run_id=command.run_id,
-                                      sequence=command.sequence, phase=command.phase)
-            return None
-        return command
-
-    def remember(self, ack: AckActivation) -> None:
-        with self._lock:
-            self._seen[_ack_key(ack)] = None
-            if len(self._seen) > self._remember:
-                self._seen.popitem(last=False)
-
-    def receive(self, raw: bytes | dict[str, Any]) -> bool:
-        """Fire and forget (the in-memory bus): tell the world and remember at once."""
-        ack = self.parse(raw)
-        if ack is None:
-            return False
-        self.remember(ack)
-        self._send(Request(command=ack, reply=noop_reply))
-        return True
-
-
-def _ack_key(ack: AckActivation) -> tuple[str, str, int, str]:
-    return (ack.world_id, ack.run_id, ack.sequence, ack.phase)

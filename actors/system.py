@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -14,46 +13,38 @@ from actors.activation_store import ActivationStoreActor
 from actors.bridge import Request
 from actors.clock import MonotonicClock
 from actors.allocations import AllocationCoordinator
-from actors.bus import AckIntake, OutboxRelay, Publisher, Relay
+from actors.ack_intake import AckIntake, AckReceived
+from actors.bus import OutboxRelay, Publisher, Relay
 from actors.directory import Directory
-from actors.directory_messages import ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
+from actors.directory_messages import noop_reply, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.storage_reader import StorageRead, StorageReader
 from actors.world import WorldActor
 from domain.activation import fold_audit, state_hash
-from domain.apply import ApplySettings
+from config import Config
 from messages.commands import ApplyTick, RefreshProjection, UpsertAllocations
 from storage.sql import SqlStore
-
-
-@dataclass
-class ActorSettings:
-    idle_timeout_s: float = 300.0
-    max_resident_worlds: int = 5000
-    group_commit_max: int = 256
-    write_timeout_s: float = 30.0
-    apply: ApplySettings = field(default_factory=ApplySettings)
-    topics: dict[str, str] = field(default_factory=dict)
 
 
 class ActorSystem:
     """Starts the daemon-wide actors; ``send`` is how every edge reaches a world."""
 
     def __init__(self, store: SqlStore, projection_store: Any, publisher: Publisher,
-                 settings: ActorSettings | None = None, clock: Callable[[], datetime] | None = None,
+                 config: Config | None = None, clock: Callable[[], datetime] | None = None,
                  monotonic: Callable[[], float] = time.monotonic, executor: Any = None) -> None:
-        self.settings = settings or ActorSettings()
+        self.config = config if config is not None else Config()
+        actors, topics = self.config.worldservice.actors, dict(self.config.worldservice.controlbus.topics)
         self.metrics = ActorMetrics()
         self.store = store
         # Real time unless a test drives it: a wall-clock step must not fire or delay an apply timer.
         self.clock = clock if clock is not None else MonotonicClock()
-        self.writer = SqlWriter.start(store, self.settings.group_commit_max, on_commit=self._on_commit)
-        self.relay = OutboxRelay.start(store, publisher, self.clock, self._mark_sent, topics=self.settings.topics)
+        self.writer = SqlWriter.start(store, actors.group_commit_max, on_commit=self._on_commit)
+        self.relay = OutboxRelay.start(store, publisher, self.clock, self._mark_sent, topics=topics)
         self.projection = ActivationStoreActor.start(projection_store).proxy()
-        self.directory = Directory.start(self._spawn_world, monotonic, self.settings.idle_timeout_s,
-                                         self.settings.max_resident_worlds)
-        self.acks = AckIntake(self.send, metrics=self.metrics)
+        self.directory = Directory.start(self._spawn_world, monotonic, actors.idle_timeout_s,
+                                         actors.max_resident_worlds)
+        self.acks = AckIntake.start(self.send, metrics=self.metrics)  # sequences Gateway ACKs per run
         self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
         self.reader = StorageReader.start(store)  # the edges' cross-world reads: never SQL on the event loop
 
@@ -68,14 +59,22 @@ class ActorSystem:
 
     def _spawn_world(self, world_id: str) -> pykka.ActorRef:
         return WorldActor.start(world_id, self.store, self.writer, self.projection, self.clock,
-                                self.directory.tell, self.settings.write_timeout_s, self.settings.apply,
-                                self.metrics)
+                                self.directory.tell, self.config, self.metrics, self.acks.tell)
 
     def send(self, request: Request) -> None:
         if isinstance(request.command, UpsertAllocations):
             self.allocations.tell(request)  # cross-world: the coordinator takes the worlds itself
         else:
             self.directory.tell(request)
+
+    def receive_ack(self, received: AckReceived) -> None:
+        """A Gateway ACK for the intake; ``received.reply`` is answered once it is recorded or dropped."""
+        self.acks.tell(received)
+
+    def receive_ack_now(self, raw: bytes | dict[str, Any]) -> None:
+        """The in-memory ControlBus: returns once the intake has taken the ACK (its world message, if
+        any, is queued), so whatever the publisher sends next is handled after it."""
+        self.acks.ask(AckReceived(raw=raw, reply=noop_reply))
 
     def read(self, read: StorageRead) -> None:
         """A cross-world read, answered on ``read.reply`` by the storage reader actor."""
@@ -89,7 +88,7 @@ class ActorSystem:
 
     def mailbox_depths(self) -> dict[str, int]:
         """Queue lengths, read without a round trip (a wedged actor still shows its backlog)."""
-        refs = {"directory": self.directory, "writer": self.writer, "relay": self.relay, "reader": self.reader,
+        refs = {"acks": self.acks, "directory": self.directory, "writer": self.writer, "relay": self.relay, "reader": self.reader,
                 "projection": self.projection.actor_ref}
         depths = {name: ref.actor_inbox.qsize() for name, ref in refs.items()}
         depths["worlds"] = self.directory.ask(WorldMailboxes(), timeout=5)
@@ -126,6 +125,7 @@ class ActorSystem:
         """One round trip through every daemon-wide actor (the watchdog's evidence of health)."""
         try:
             self.directory.ask(ResidentWorlds(), timeout=timeout_s)
+            self.acks.ask(None, timeout=timeout_s)
             self.writer.proxy().stats().get(timeout=timeout_s)
             self.relay.proxy().failing.get(timeout=timeout_s)
             self.projection.dirty_count().get(timeout=timeout_s)
@@ -179,6 +179,7 @@ class ActorSystem:
     def stop(self) -> None:
         """Drain in dependency order: worlds finish their mailboxes (their writes are committed before
         they answer), the outbox is relayed, the writer commits the relay marks, the projection closes."""
+        self.acks.stop(block=True)  # no ACK reaches a world after this
         self.allocations.stop(block=True)  # releases its worlds before they drain
         self.reader.stop(block=True)
         self.directory.stop(block=True)

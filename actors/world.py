@@ -15,10 +15,11 @@ import pykka
 import structlog
 
 from actors.bridge import Reply, Request, error_reply
-from actors.apply_driver import ApplyDriver, to_reply
+from actors.ack_intake import AckNote, PhaseAcknowledged, RunView
+from actors.apply_driver import ApplyDriver, apply_settings, to_reply
 from actors.directory_messages import RunOpen, WorldStopped, WorldVacant
 from actors.sql_writer import WriteRequest
-from domain.apply import ApplySettings
+from config import Config
 from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
@@ -47,9 +48,10 @@ class _UnknownOutcome(Exception):
 class WorldActor(pykka.ThreadingActor):
     def __init__(self, world_id: str, store: SqlStore, writer: pykka.ActorRef, projection: Any,
                  clock: Callable[[], datetime], tell_directory: Callable[[object], None],
-                 write_timeout_s: float = 30.0, apply_settings: ApplySettings | None = None,
-                 metrics: ActorMetrics | None = None) -> None:
+                 config: Config | None = None, metrics: ActorMetrics | None = None,
+                 tell_acks: Callable[[object], None] | None = None) -> None:
         super().__init__()
+        self._tell_acks = tell_acks or (lambda _: None)  # the ACK intake: each committed run view
         self._metrics = metrics or ActorMetrics()
         self.world_id = world_id
         self._store = store
@@ -57,9 +59,10 @@ class WorldActor(pykka.ThreadingActor):
         self._projection = projection
         self._clock = clock
         self._tell_directory = tell_directory
-        self._write_timeout_s = write_timeout_s
+        config = config if config is not None else Config()
+        self._write_timeout_s = config.worldservice.actors.write_timeout_s
         self._driver = ApplyDriver(world_id, lambda: self._state, self._persist, clock,
-                                   apply_settings or ApplySettings(), self._metrics)
+                                   apply_settings(config), self._metrics)
         self._run_open = False
         self._held_by: str | None = None  # an allocation run holding this world
         self._deferred: list[Request] = []
@@ -196,6 +199,9 @@ class WorldActor(pykka.ThreadingActor):
     def _loaded(self) -> WorldState:
         if self.state is None:
             self.state = self._store.load_world(self.world_id)
+            run = self.state.open_run()
+            if run is not None:  # the intake sequences its ACKs from this committed view
+                self._tell_acks(RunView(world_id=self.world_id, run=run))
             self._driver.resume()
         return self.state
 
@@ -210,8 +216,13 @@ class WorldActor(pykka.ThreadingActor):
     def _on_ack(self, request: Request, now: datetime) -> Reply:
         command = request.command
         assert isinstance(command, AckActivation)
-        self._driver.ack(command, now)
-        return Reply(status=202)
+        return Reply(status=202, body=AckNote(anomaly=self._driver.record_ack(command, now).anomaly))
+
+    def _on_phase_acknowledged(self, request: Request, now: datetime) -> Reply:
+        command = request.command
+        assert isinstance(command, PhaseAcknowledged)
+        self._driver.phase_acknowledged(command.run_id)
+        return Reply(status=204)
 
     def _on_tick(self, request: Request, now: datetime) -> Reply:
         self._driver.tick(now)
@@ -233,6 +244,7 @@ class WorldActor(pykka.ThreadingActor):
 
     _APPLY_HANDLERS: dict[type, Callable[[WorldActor, Request, datetime], Reply | None]] = {
         StartApply: _start_apply, AckActivation: _on_ack, ApplyTick: _on_tick,
+        PhaseAcknowledged: _on_phase_acknowledged,
         RefreshProjection: _refresh_projection, HoldForAllocation: _hold,
         ApplyPromotion: _promote, AutoApplyPromotion: _promote,
     }
@@ -259,11 +271,18 @@ class WorldActor(pykka.ThreadingActor):
         previous_runs = self._state.runs
         self.state = outcome.state
         self._project(outcome)
+        changed: set[str] = set()
         for effect in outcome.effects:
             if isinstance(effect, SaveApplyRun):
                 self._metrics.observe_run(previous_runs.get(effect.run.run_id), effect.run)
+                changed.add(effect.run.run_id)
             elif isinstance(effect, SaveAck):
                 self._observe_ack(previous_runs.get(effect.run_id))
+                changed.add(effect.run_id)
+        for run_id in sorted(changed):  # told before any caller of this commit is answered
+            run = self._state.runs.get(run_id)
+            if run is not None:
+                self._tell_acks(RunView(world_id=self.world_id, run=run))
 
     def _observe_ack(self, run: ApplyRun | None) -> None:
         self._metrics.acks.inc()

@@ -25,7 +25,7 @@ import pykka
 from actors.bridge import Request
 from daemon import build_runtime
 from messages.commands import external_command_decoder
-from messages.config import load_config
+from config import load_config
 
 STRATEGIES = [f"s{i}" for i in range(10)]
 POLICY = {"thresholds": {"sharpe": {"metric": "sharpe", "min": 0.5}}}

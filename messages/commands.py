@@ -126,6 +126,15 @@ class AckActivation(Command, tag="ack_activation"):
 
 
 @internal()
+class PhaseAcknowledged(Command, tag="phase_acknowledged"):
+    """From the ACK intake to a world: every event of ``phase`` of run ``run_id`` is acknowledged and
+    recorded, so the transitions waiting for it may go on."""
+
+    run_id: str
+    phase: str
+
+
+@internal()
 class ApplyTick(Command, tag="apply_tick"):
     """Timer: check a world's open run for ACK gap timeouts, its deadline and re-sends."""
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from litestar.testing import TestClient
 
 from daemon import Runtime, build_runtime
-from messages.config import Config, load_config
+from config import Config, load_config
 from storage.schema import metadata
 from tests import services
 from tests.kafka_broker import kafka_broker_fixture, kafka_brokers_fixture  # noqa: F401

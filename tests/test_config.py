@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daemon import main
-from messages.config import ConfigError, load_config
+from config import ConfigError, load_config
 
 
 def test_defaults_are_the_embedded_dev_profile() -> None:

@@ -37,7 +37,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from daemon import Runtime, build_runtime
-from messages.config import Config, load_config
+from config import Config, load_config
 from transport.http import Edge, RebalanceFlags, create_app
 
 # A small pool, so sequences revisit the same world and strategy instead of spreading thin.

@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from messages.config import Config, load_config
+from config import Config, load_config
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 K8S = DEPLOY / "k8s"
@@ -188,7 +188,7 @@ def test_kafka_acls_confine_each_domain_runtime_to_its_own_queue_namespace() -> 
 
 
 def test_kafka_acls_cover_every_configured_event_topic() -> None:
-    from messages.config import ControlBusConfig
+    from config import ControlBusConfig
 
     written = {_arg(c, "--topic") for c in _acl_commands("w1")
                if _arg(c, "--allow-principal") == "User:worldservice" and _arg(c, "--operation") == "Write"}

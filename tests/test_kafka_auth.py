@@ -23,7 +23,7 @@ from messages.commands import (
     PutActivation, PutNode, RefreshProjection, ReleaseAllocation, SetDecisions, StartApply, UpdateWorld,
     UpsertAllocations,
 )
-from messages.config import Auth
+from config import Auth
 from tests.daemon_process import DaemonProcess
 from tests.kafka_broker import unique_topic
 from tests.kafka_gateway import daemon_kafka_env

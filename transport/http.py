@@ -10,7 +10,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
-from messages.config import Auth
+from config import Auth
 from transport.auth import Authenticator, authorize
 from transport.edge import Edge, header_etag
 from transport.errors import client_error_handler

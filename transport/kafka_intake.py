@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 
-from actors.bridge import Reply
-from actors.bus import AckIntake
+from actors.ack_intake import AckReceived
+from actors.bridge import Reply, asyncio_hook, error_reply
 from messages.commands import Command, ExternalCommand, external_command_decoder
 from transport.kafka import ConsumedRecord
 from transport.principals import Authenticator, Forbidden, Principal, Unauthenticated, authorize_command
@@ -161,16 +161,24 @@ class CommandIntake:
         await self.sender.send_raw(reply_to, command.world_id, msgspec.json.encode(body), headers)
 
 
-def ack_handler(intake: AckIntake, call: Callable[[Command], Awaitable[Reply]]) -> Callable[[list[ConsumedRecord]], Awaitable[None]]:
-    """ACK records -> world actors; the offsets are committed only once every ACK of the batch is recorded
-    in its run (a crash before that redelivers them, so no acknowledgement is lost)."""
+def ack_handler(submit: Callable[[AckReceived], None], timeout_s: float = 60.0,
+                draining: Callable[[], bool] = lambda: False) -> Callable[[list[ConsumedRecord]], Awaitable[None]]:
+    """ACK records -> the ACK intake actor (which sequences them and has each one recorded in its run by
+    its world); the offsets are committed only once every ACK of the batch is recorded or dropped (a crash
+    before that redelivers them, so no acknowledgement is lost)."""
+
+    async def one(record: ConsumedRecord) -> Reply:
+        if draining():
+            return error_reply(503, "draining; retry on another instance")
+        future, hook = asyncio_hook(asyncio.get_running_loop())
+        submit(AckReceived(raw=record.value, reply=hook))
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return error_reply(504, "the ACK was not recorded in time")
 
     async def handle(records: list[ConsumedRecord]) -> None:
-        acks = [ack for ack in (intake.parse(record.value) for record in records) if ack is not None]
-        replies = await asyncio.gather(*[asyncio.ensure_future(call(ack)) for ack in acks])
-        for ack, reply in zip(acks, replies, strict=True):
-            if reply.ok:
-                intake.remember(ack)
+        replies = await asyncio.gather(*[one(record) for record in records])
         if any(_transient(reply) for reply in replies):
             raise TransientRefusal("an ACK could not be recorded; redeliver the batch")
 

@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 
 from messages.commands import REQUIRED_ROLE, Command, command_worlds
-from messages.config import Auth
+from config import Auth
 
 ROLES = {"reader": 1, "operator": 2, "owner": 3}
 ALL_WORLDS = "*"
