@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from domain.durations import duration_seconds
 from domain.evaluation import strategy_runs
@@ -27,11 +27,12 @@ from messages.campaigns import (
     CampaignWindowStatus,
 )
 from messages.evaluation import EvaluationRun
+from messages.promotions import PromotionMode
 
 _SHORTFALLS = ("missing_sample_days_metric", "insufficient_sample_days", "missing_trades_metric",
                "insufficient_trades")
 PASSING = ("pass", "warn")
-LIVE_PROMOTION_MODES = ("disabled", "manual_approval", "auto_apply")
+LIVE_PROMOTION_MODES: tuple[str, ...] = get_args(PromotionMode)  # declared once, with the governance block
 
 
 def _section(document: Mapping[str, Any], *path: str) -> Mapping[str, Any]:

@@ -202,6 +202,7 @@ def test_a_monitoring_run_revises_live_runs_and_the_report_shows_their_verdicts(
     run = _get(sql_api, "/worlds/demo/strategies/s2/runs/live-1")
     assert (run["revision"], run["updated_at"], run["validation"]["extended_revision"]) == (2, "2026-03-02T10:00:00Z", 1)
     assert run["validation"]["results"]["live_monitoring"]["status"] == "fail"
+    sql_api.system.relay_now()  # the reply can overtake the relay: publish everything committed first
     updated = [e.event["data"] for e in sql_api.bus.of_type("evaluation_run_updated")]
     assert [(d["strategy_id"], d["change_type"], d["revision"]) for d in updated] == [
         ("s1", "live_monitoring", 2), ("s2", "live_monitoring", 2)]
@@ -211,6 +212,7 @@ def test_a_monitoring_run_revises_live_runs_and_the_report_shows_their_verdicts(
     assert _counter(sql_api, "live_monitoring_run_updated_strategies_total") >= 2
 
     assert _post(sql_api, "/worlds/demo/live-monitoring/run") == {"world_id": "demo", "updated": 0}
+    sql_api.system.relay_now()
     assert len(sql_api.bus.of_type("evaluation_run_updated")) == 2
 
 
