@@ -2,17 +2,19 @@
 
 Each ``WriteRequest`` is queued; when the mailbox is empty (or the batch is full) everything queued is
 written in one transaction and then every waiter is answered. Under load many commands share one commit;
-with no load a command is committed at once.
+with no load a command is committed at once. The outbox rows a commit wrote are handed to ``on_commit``
+(before any waiter is answered), so the relay publishes them without reading them back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pykka
 import structlog
 
-from storage.sql import SqlStore, WriteItem
+from storage.sql import OutboxRow, SqlStore, WriteItem
 
 log = structlog.get_logger("worldservice.sql_writer")
 _MAX_HELD_MARKS = 5000
@@ -40,8 +42,13 @@ class AtomicWrite:
     done: pykka.ThreadingFuture
 
 
+CommitListener = Callable[[list[OutboxRow] | None], None]
+"""Told the outbox rows of each commit that wrote some (in id order), or ``None`` when a commit's outcome
+is unknown (the database failed mid-commit), so that whatever landed is read back from SQL."""
+
+
 class SqlWriter(pykka.ThreadingActor):
-    def __init__(self, store: SqlStore, max_batch: int = 256, on_commit=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, store: SqlStore, max_batch: int = 256, on_commit: CommitListener | None = None) -> None:
         super().__init__()
         self._store = store
         self._max_batch = max_batch
@@ -77,27 +84,34 @@ class SqlWriter(pykka.ThreadingActor):
             return
         batch, self._pending = self._pending, []
         sent, self._sent = self._sent, []
+        outbox: list[OutboxRow] = []
         try:
-            results = self._store.apply_batch([r.item for r in batch], sent, self._sent_at)
+            results = self._store.apply_batch([r.item for r in batch], sent, self._sent_at, outbox)
         except Exception as exc:  # the database itself failed: every waiter gets the error
             log.error("group_commit_failed", error=repr(exc), size=len(batch))
             results = [exc] * len(batch)  # unmarked rows are simply relayed again after a restart
+            self._hand_over(None)
         self.commits += 1
         self.items += len(batch)
+        self._hand_over(outbox)
         for request, result in zip(batch, results, strict=True):
             request.done.set(result)
-        if self._on_commit is not None and any(r is None for r in results):
-            self._on_commit()
 
     def _write_atomic(self, message: AtomicWrite) -> None:
+        outbox: list[OutboxRow] = []
         try:
-            self._store.apply_atomic(message.items)
+            self._store.apply_atomic(message.items, outbox)
         except Exception as exc:  # noqa: BLE001 - the coordinator gets it and nothing was written
+            self._hand_over(None)
             message.done.set(exc)
             return
+        self._hand_over(outbox)
         message.done.set(None)
-        if self._on_commit is not None:
-            self._on_commit()
+
+    def _hand_over(self, outbox: list[OutboxRow] | None) -> None:
+        """Before any waiter is answered: a caller that then asks the relay finds the rows ahead of it."""
+        if self._on_commit is not None and (outbox is None or outbox):
+            self._on_commit(outbox)
 
     def on_stop(self) -> None:
         self._flush()

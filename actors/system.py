@@ -14,7 +14,7 @@ from actors.bridge import Request
 from actors.clock import MonotonicClock
 from actors.allocations import AllocationCoordinator
 from actors.ack_intake import AckIntake, AckReceived
-from actors.bus import OutboxRelay, Publisher, Relay
+from actors.bus import Committed, OutboxRelay, Publisher, Relay
 from actors.directory import Directory
 from actors.directory_messages import noop_reply, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
@@ -24,7 +24,7 @@ from actors.world import WorldActor
 from domain.activation import fold_audit, state_hash
 from config import Config
 from messages.commands import ApplyTick, RefreshProjection, UpsertAllocations
-from storage.sql import SqlStore
+from storage.sql import OutboxRow, SqlStore
 
 
 class ActorSystem:
@@ -51,9 +51,9 @@ class ActorSystem:
     def _mark_sent(self, ids: list[int], sent_at: str) -> None:
         self.writer.tell(MarkSent(ids=ids, sent_at=sent_at))
 
-    def _on_commit(self) -> None:
+    def _on_commit(self, rows: list[OutboxRow] | None) -> None:
         try:
-            self.relay.tell(Relay())
+            self.relay.tell(Committed(rows))
         except pykka.ActorDeadError:
             pass  # stopping: the next start relays whatever is left
 

@@ -20,9 +20,9 @@ from messages.worlds import WorldRecord
 from storage import schema as t
 from storage.sql_loads import load_world_state
 from storage.sql_types import StaleWriter, StorageUnavailable, WriteItem
-from storage.sql_writes import SqlWrites
+from storage.sql_writes import OutboxRow, SqlWrites
 
-__all__ = ["SqlStore", "StaleWriter", "StorageUnavailable", "WriteItem"]
+__all__ = ["OutboxRow", "SqlStore", "StaleWriter", "StorageUnavailable", "WriteItem"]
 
 
 class SqlStore(SqlWrites):
@@ -99,7 +99,7 @@ class SqlStore(SqlWrites):
         with self.engine.connect() as conn:
             return sorted(conn.execute(query).scalars())
 
-    def pending_outbox(self, after: int = 0, limit: int = 500) -> list[tuple[int, str, str, dict[str, Any]]]:
+    def pending_outbox(self, after: int = 0, limit: int = 500) -> list[OutboxRow]:
         o = t.outbox
         query = sa.select(o.c.id, o.c.world_id, o.c.topic, o.c.payload) \
             .where(o.c.sent_at.is_(None), o.c.id > after).order_by(o.c.id).limit(limit)
