@@ -168,7 +168,7 @@ class ActorSystem:
 
     def rebuild_projection_from_audit(self) -> int:
         """Rebuild every world's projection by replaying the audit log (``rebuild-activation``)."""
-        self.projection.store.get().flush_all()
+        self.projection.flush_all().get()
         count = 0
         for world_id in self.store.world_ids():
             counter, entries = fold_audit(self.store.audit_events(world_id))

@@ -1,13 +1,15 @@
 """Activation projections: where other services read a world's activation set quickly.
 
 Both stores keep one document per world, ``{counter, {strategy: {side: entry}}}``, and are only ever
-written after SQL committed; SQL's audit log is the record they are rebuilt from.
+written after SQL committed; SQL's audit log is the record they are rebuilt from. Writes come as a list
+of operations (``write_many``) applied together: Redis gets them as one MULTI/EXEC, one round trip.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import msgspec
 import redis
@@ -20,6 +22,34 @@ _entry_decoder = msgspec.json.Decoder(ActivationEntry)
 _encoder = msgspec.json.Encoder()
 
 
+@dataclass(frozen=True, slots=True)
+class PutEntry:
+    """One strategy side's entry set, with the world's new counter."""
+
+    world_id: str
+    counter: int
+    strategy_id: str
+    side: str
+    entry: ActivationEntry
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceWorld:
+    """The world's whole document rewritten (a removal, a repair)."""
+
+    world_id: str
+    counter: int
+    entries: Mapping[str, Mapping[str, ActivationEntry]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteWorld:
+    world_id: str
+
+
+ProjectionWrite = PutEntry | ReplaceWorld | DeleteWorld
+
+
 class MemoryActivationStore:
     """The dev profile's projection: a dict behind a lock, with the same semantics as Redis."""
 
@@ -28,20 +58,31 @@ class MemoryActivationStore:
         self._worlds: dict[str, tuple[int, Entries]] = {}
         self._complete = False
 
-    def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
+    def write_many(self, writes: Sequence[ProjectionWrite]) -> None:
+        """All of them under one lock, so a reader sees none or all (as with Redis' MULTI/EXEC)."""
         with self._lock:
-            _, entries = self._worlds.get(world_id, (0, {}))
+            for write in writes:
+                self._apply(write)
+
+    def _apply(self, write: ProjectionWrite) -> None:
+        if isinstance(write, PutEntry):
+            _, entries = self._worlds.get(write.world_id, (0, {}))
             entries = {sid: dict(sides) for sid, sides in entries.items()}
-            entries.setdefault(strategy_id, {})[side] = entry
-            self._worlds[world_id] = (counter, entries)
+            entries.setdefault(write.strategy_id, {})[write.side] = write.entry
+            self._worlds[write.world_id] = (write.counter, entries)
+        elif isinstance(write, ReplaceWorld):
+            self._worlds[write.world_id] = (write.counter, {sid: dict(sides) for sid, sides in write.entries.items()})
+        else:
+            self._worlds.pop(write.world_id, None)
+
+    def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
+        self.write_many([PutEntry(world_id, counter, strategy_id, side, entry)])
 
     def replace(self, world_id: str, counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> None:
-        with self._lock:
-            self._worlds[world_id] = (counter, {sid: dict(sides) for sid, sides in entries.items()})
+        self.write_many([ReplaceWorld(world_id, counter, entries)])
 
     def delete(self, world_id: str) -> None:
-        with self._lock:
-            self._worlds.pop(world_id, None)
+        self.write_many([DeleteWorld(world_id)])
 
     def get(self, world_id: str) -> tuple[int, Entries] | None:
         with self._lock:
@@ -68,7 +109,8 @@ class MemoryActivationStore:
 class RedisActivationStore:
     """Redis hash ``<prefix>world:<id>:activation``: one field per ``strategy|side`` plus the counter.
 
-    Every write is one MULTI/EXEC, so a reader never sees an entry without its counter.
+    Every ``write_many`` is one MULTI/EXEC (one round trip), so a reader never sees an entry without its
+    counter, nor a part of what was written together.
     """
 
     def __init__(self, url: str, prefix: str = "") -> None:
@@ -86,24 +128,28 @@ class RedisActivationStore:
     def is_marked_complete(self) -> bool:
         return bool(self._client.exists(f"{self._prefix}projection:complete"))
 
-    def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
+    def write_many(self, writes: Sequence[ProjectionWrite]) -> None:
         pipe = self._client.pipeline(transaction=True)
-        pipe.hset(self.key(world_id), mapping={f"{strategy_id}|{side}": _encoder.encode(entry),
-                                                _VERSION_FIELD: counter})
+        for write in writes:
+            key = self.key(write.world_id)
+            if isinstance(write, PutEntry):
+                pipe.hset(key, mapping={f"{write.strategy_id}|{write.side}": _encoder.encode(write.entry),
+                                        _VERSION_FIELD: write.counter})
+            elif isinstance(write, ReplaceWorld):
+                pipe.delete(key)
+                pipe.hset(key, mapping=_document(write.counter, write.entries))
+            else:
+                pipe.delete(key)
         pipe.execute()
+
+    def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
+        self.write_many([PutEntry(world_id, counter, strategy_id, side, entry)])
 
     def replace(self, world_id: str, counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> None:
-        mapping: dict[str, bytes | int] = {_VERSION_FIELD: counter}
-        for sid, sides in entries.items():
-            for side, entry in sides.items():
-                mapping[f"{sid}|{side}"] = _encoder.encode(entry)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.delete(self.key(world_id))
-        pipe.hset(self.key(world_id), mapping=mapping)
-        pipe.execute()
+        self.write_many([ReplaceWorld(world_id, counter, entries)])
 
     def delete(self, world_id: str) -> None:
-        self._client.delete(self.key(world_id))
+        self.write_many([DeleteWorld(world_id)])
 
     def get(self, world_id: str) -> tuple[int, Entries] | None:
         raw = self._client.hgetall(self.key(world_id))
@@ -126,3 +172,11 @@ class RedisActivationStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _document(counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> dict[str, bytes | int]:
+    mapping: dict[str, bytes | int] = {_VERSION_FIELD: counter}
+    for sid, sides in entries.items():
+        for side, entry in sides.items():
+            mapping[f"{sid}|{side}"] = _encoder.encode(entry)
+    return mapping

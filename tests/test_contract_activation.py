@@ -141,7 +141,7 @@ def test_projection_is_rebuilt_from_the_audit_log(contract_api) -> None:
     for wid in ("a", "b", "a"):
         _put(contract_api, wid, strategy_id="s1", weight=0.5)
     expected = {w: contract_api.client.get(f"/worlds/{w}/activation/state_hash").json()["state_hash"] for w in "ab"}
-    contract_api.system.projection.store.get().flush_all()
+    contract_api.system.projection.flush_all().get()
     assert contract_api.system.projection.get("a").get() is None
     assert contract_api.system.rebuild_projection_from_audit() == 2
     for wid in "ab":

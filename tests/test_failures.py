@@ -50,7 +50,7 @@ def test_projection_failure_never_fails_a_committed_write(api, monkeypatch) -> N
     def down(*args):  # type: ignore[no-untyped-def]
         raise ConnectionError("redis down")
 
-    monkeypatch.setattr(store, "put_entry", down)
+    monkeypatch.setattr(store, "write_many", down)
     r = c.put("/worlds/demo/activation", json={"strategy_id": "s1", "side": "long", "active": True})
     assert r.status_code == 200
     assert "worldservice_activation_projection_dirty_worlds 1.0" in c.get("/metrics").text
