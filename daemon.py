@@ -30,6 +30,7 @@ from transport.executor import HttpExecutor
 from transport.http import Edge, RebalanceFlags, create_app
 from transport.kafka import KafkaConsumerLoop, KafkaPublisher, brokers_unreachable
 from transport.kafka_intake import CommandIntake, ack_handler
+from transport.log_sink import LogSink, stamp_time, to_queue
 from transport.principals import Authenticator
 from transport.memory_bus import InMemoryBus
 from transport.systemd import Systemd
@@ -37,25 +38,38 @@ from transport.systemd import Systemd
 log = structlog.get_logger("worldservice.daemon")
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str) -> LogSink:
     """One JSON object per line on stdout, for our own events and for libraries' stdlib logging
-    (uvicorn, alembic) alike; the level filter runs before any formatting work."""
-    shared = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
+    (uvicorn, alembic) alike; the level filter runs before any formatting work, and the rendering and
+    writing run on the sink's thread, off the command path."""
+    global _log_sink
+    if _log_sink is not None:
+        _log_sink.stop()
+    _log_sink = sink = LogSink(sys.stdout).start()
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, *shared, structlog.processors.format_exc_info,
-                    structlog.processors.JSONRenderer()],
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp_time,
+                    structlog.processors.format_exc_info, to_queue],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=sink.logger_factory,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
-    ))
     root = logging.getLogger()
-    root.handlers = [handler]
+    root.handlers = [sink.stdlib_handler(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level,
+                           structlog.processors.TimeStamper(fmt="iso", utc=True)],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
+    ))]
     root.setLevel(level.upper())
+    return sink
+
+
+def stop_logging() -> None:
+    """Write every queued log line (also done at interpreter exit)."""
+    if _log_sink is not None:
+        _log_sink.stop()
+
+
+_log_sink: LogSink | None = None
 
 
 @dataclass
@@ -359,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"worldservice: {line}", file=sys.stderr)
         return 2
+    finally:
+        stop_logging()
     return 0
 
 
