@@ -98,16 +98,35 @@ class CommandIntake:
     _tails: dict[str, Group] = field(default_factory=dict)
     # Set by the first transient refusal, cleared by ``rewound``: no command is handed out in between.
     _halted: bool = False
+    _sent: asyncio.Future[None] | None = None  # done once the latest batch's replies are sent (or it failed)
 
     async def handle(self, records: list[ConsumedRecord]) -> None:
         if self._halted:
             raise TransientRefusal("an earlier batch was refused; waiting for its redelivery")
+        # Batches start in fetch order; each one's replies leave after the previous batch's, so a caller
+        # sees a world's replies in the order of its commands.
+        previous, mine = self._sent, asyncio.get_running_loop().create_future()
+        self._sent = mine
+        try:
+            outgoing = await self._applied_batch(records)
+            if previous is not None:
+                await asyncio.wait([previous])
+            # Replies and dead letters go out together: every send is queued, then every ack awaited.
+            await self.sender.send_raw_many(outgoing)
+        except BaseException:
+            self._halted = True  # whatever failed, this batch comes back: nothing may overtake it
+            raise
+        finally:
+            mine.set_result(None)
+
+    async def _applied_batch(self, records: list[ConsumedRecord]) -> list[RawMessage]:
+        """Hand the batch to the worlds and await every reply; the replies and dead letters to send."""
         accepted, outgoing = self._admit_all(records)
         by_world: dict[str, list[Admitted]] = {}
         for item in accepted:
             by_world.setdefault(item[1].world_id, []).append(item)
-        # Every world's share is handed over before the first await (each in log order), unless that world
-        # still has commands of an earlier batch in flight: then its share follows those, once they succeed.
+        # Every world's share goes out as one run, in log order, unless that world still has commands of an
+        # earlier batch in flight: then its share follows those, once they succeeded.
         groups = [self._hand_over(world_id, items) for world_id, items in by_world.items()]
         results = await asyncio.gather(*groups)
         if any(result is None for result in results):
@@ -115,14 +134,14 @@ class CommandIntake:
         for items, replies in zip(by_world.values(), results, strict=True):
             outgoing += [message for (record, command), reply in zip(items, replies or [], strict=True)
                          if (message := self._reply(record, command, reply)) is not None]
-        # Replies and dead letters go out together: every send is queued, then every ack awaited.
-        await self.sender.send_raw_many(outgoing)
         self.applied += len(accepted)
+        return outgoing
 
     def rewound(self) -> None:
         """The consumer rewound to the oldest unfinished batch (nothing is in flight any more)."""
         self._halted = False
         self._tails.clear()
+        self._sent = None
 
     def _hand_over(self, world_id: str, items: list[Admitted]) -> Group:
         previous = self._tails.get(world_id)
