@@ -224,7 +224,8 @@ def _kafka_publisher(config: Config) -> KafkaPublisher | None:
     brokers = config.server.controlbus_brokers
     if not brokers:
         return None
-    return KafkaPublisher(brokers, asyncio.get_running_loop(), config.worldservice.controlbus.send_timeout_s)
+    bus = config.worldservice.controlbus
+    return KafkaPublisher(brokers, asyncio.get_running_loop(), bus.send_timeout_s, linger_ms=bus.linger_ms)
 
 
 async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list[KafkaConsumerLoop]:
@@ -240,9 +241,12 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
                                                lambda: edge.draining), **group)]
     if bus.commands_enabled:
         auth = config.server.auth
-        intake = CommandIntake(call=edge.call, sender=publisher, dlq_topic=bus.commands_dlq_topic,
-                               authenticator=Authenticator(auth) if auth.enabled else None, auth_header=auth.header)
-        consumers.append(KafkaConsumerLoop(brokers, bus.commands_topic, bus.group_id, intake.handle, **group))
+        intake = CommandIntake(call=edge.call, call_many=edge.call_many, sender=publisher,
+                               dlq_topic=bus.commands_dlq_topic, auth_header=auth.header,
+                               authenticator=Authenticator(auth) if auth.enabled else None)
+        consumers.append(KafkaConsumerLoop(brokers, bus.commands_topic, bus.group_id, intake.handle,
+                                           max_records=bus.commands_max_poll_records,
+                                           max_in_flight=bus.commands_in_flight, on_rewind=intake.rewound, **group))
     for consumer in consumers:
         await consumer.start()
     # Readiness waits (bounded) for the ACK consumer's group join, so a first apply is not held for ACKs

@@ -112,6 +112,13 @@ class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):
     session_timeout_ms: Annotated[int, Meta(ge=1000)] = 10_000  # a group join takes about half of it
     heartbeat_interval_ms: Annotated[int, Meta(ge=100)] = 3000
     fetch_max_wait_ms: Annotated[int, Meta(ge=1)] = 50  # ACKs and commands are latency-bound, not bulk
+    # Most command records taken in one fetch: one batch handed to the worlds, one round of replies.
+    commands_max_poll_records: Annotated[int, Meta(ge=1)] = 500
+    # Fetched command batches handled at once (pipelined); their offsets are still committed in order.
+    commands_in_flight: Annotated[int, Meta(ge=1)] = 4
+    # How long the producer holds replies and events to send more of them per request; 0: send at once
+    # (what accumulates during a request in flight still goes out as one batch).
+    linger_ms: Annotated[int, Meta(ge=0)] = 0
 
     def __post_init__(self) -> None:
         # A file naming only some families must not send the others to a topic named after the family.

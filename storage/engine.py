@@ -23,9 +23,14 @@ def normalise_dsn(dsn: str) -> str:
     return f"sqlite:///{dsn}"
 
 
+READ_ONLY = "worldservice_read_only"  # execution option: this connection only reads
+
+
 def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
     """pysqlite's own transaction handling breaks SAVEPOINT; take it over and begin IMMEDIATE so the
-    single writer never meets a lock upgrade failure mid-transaction."""
+    single writer never meets a lock upgrade failure mid-transaction. A connection marked ``READ_ONLY``
+    begins deferred instead: under WAL a reader neither waits for the writer's lock nor holds it, so a hot
+    lookup (a Kafka command's idempotency check) does not queue behind every commit's fsync."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -39,7 +44,7 @@ def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def create_engine(dsn: str, *, sqlite_synchronous: str = "FULL", connect_timeout_s: float = 10.0) -> sa.Engine:

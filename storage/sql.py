@@ -18,6 +18,7 @@ from messages.audit import AuditEntry, AuditPage
 from messages.decisions import DecisionState
 from messages.worlds import WorldRecord
 from storage import schema as t
+from storage.engine import READ_ONLY
 from storage.sql_loads import load_world_state
 from storage.sql_types import StaleWriter, StorageUnavailable, WriteItem
 from storage.sql_writes import OutboxRow, SqlWrites
@@ -83,11 +84,12 @@ class SqlStore(SqlWrites):
             return list(conn.execute(sa.select(t.worlds.c.id).order_by(t.worlds.c.id)).scalars())
 
     def command_reply(self, world_id: str, command_id: str) -> StoredReply | None:
-        """The stored outcome of an already applied command id, if any."""
+        """The stored outcome of an already applied command id, if any (every Kafka command has an id, so
+        this runs once per Kafka command: it must not take the writer's lock)."""
         p = t.processed_commands
         query = sa.select(p.c.status, p.c.reply, p.c.content_hash).where(p.c.world_id == world_id, p.c.command_id == command_id)
         try:
-            with self.engine.connect() as conn:
+            with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
                 row = conn.execute(query).first()
         except sa.exc.DBAPIError as exc:
             raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc

@@ -156,9 +156,8 @@ class _Recorder:
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.commands: list[Any] = []
 
-    async def send_raw(self, topic: str, key: str | None, value: bytes,
-                       headers: dict[str, str] | None = None) -> None:
-        self.sent.append((topic, msgspec.json.decode(value)))
+    async def send_raw_many(self, messages: Any) -> None:
+        self.sent += [(topic, msgspec.json.decode(value)) for topic, _key, value, _headers in messages]
 
     async def call(self, command: Any) -> Reply:
         self.commands.append(command)

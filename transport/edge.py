@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -66,6 +66,34 @@ class Edge:
         self.metrics.observe(type(command).__name__, reply.status, time.perf_counter() - started)
         return reply
 
+    async def call_many(self, commands: Sequence[c.Command]) -> list[Reply]:
+        """Commands sent together (a fetched Kafka batch): every one is sent before the first await, in
+        order, so each world gets its share as one run of its mailbox; one deadline covers them all."""
+        if self.draining:
+            return [error_reply(503, "draining; retry on another instance") for _ in commands]
+        loop, started = asyncio.get_running_loop(), time.perf_counter()
+        futures = []
+        for command in commands:
+            future, hook = asyncio_hook(loop)
+            future.add_done_callback(self._observer(type(command).__name__, started))
+            self.system.send(ActorRequest(command=command, reply=hook))
+            futures.append(future)
+        if futures:
+            await asyncio.wait(futures, timeout=self.call_timeout_s)
+        return [self._settled(command, future, started) for command, future in zip(commands, futures, strict=True)]
+
+    def _settled(self, command: c.Command, future: asyncio.Future[Reply], started: float) -> Reply:
+        if future.done():
+            return future.result()
+        future.cancel()  # a late answer then finds nobody waiting (and is not counted twice)
+        self.metrics.observe(type(command).__name__, 504, time.perf_counter() - started)
+        return error_reply(504, "world did not answer in time; the outcome is unknown")
+
+    def _observer(self, name: str, started: float) -> Callable[[asyncio.Future[Reply]], None]:
+        def observe(future: asyncio.Future[Reply]) -> None:
+            if not future.cancelled():
+                self.metrics.observe(name, future.result().status, time.perf_counter() - started)
+        return observe
 
     async def read(self, make: Callable[[ReplyHook], StorageRead]) -> Reply:
         """A cross-world read through the storage reader actor: ``make(hook)`` builds the read message."""

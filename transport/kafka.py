@@ -1,4 +1,4 @@
-"""Kafka edge: a producer for ControlBus events and replies, and a consumer loop with manual commits.
+"""Kafka edge: a producer for ControlBus events and replies (the consumer loop is in ``kafka_consumer``).
 
 Every aiokafka object lives on the daemon's one event loop. Actor threads reach the producer only through
 ``KafkaPublisher.publish_many``, which hands the sends to the loop and waits in the calling thread; the loop
@@ -14,21 +14,24 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from transport.kafka_consumer import ConsumedRecord, KafkaConsumerLoop
+
+__all__ = ["BusUnavailable", "ConsumedRecord", "KafkaConsumerLoop", "KafkaPublisher", "brokers_unreachable"]
 log = structlog.get_logger("worldservice.kafka")
 
 # Structured-mode CloudEvents over Kafka are recognised by this content type.
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
 Message = tuple[str, str, dict[str, Any]]
+RawMessage = tuple[str, str | None, bytes, dict[str, str] | None]  # topic, key, value, headers
 Outgoing = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 T = TypeVar("T")
 
@@ -166,7 +169,15 @@ class KafkaPublisher:
     async def send_raw(self, topic: str, key: str | None, value: bytes,
                        headers: dict[str, str] | None = None) -> None:
         """For the loop itself (command replies, dead letters): waits for the broker's acknowledgement."""
-        await self._deliver([(topic, None if key is None else key.encode(), value, _encode_headers(headers))])
+        await self.send_raw_many([(topic, key, value, headers)])
+
+    async def send_raw_many(self, messages: Sequence[RawMessage]) -> None:
+        """Many raw messages in one delivery: every send is queued first, then every acknowledgement is
+        awaited (one broker round trip per partition batch, not one per message). Order per partition is
+        the order of ``messages``."""
+        if messages:
+            await self._deliver([(topic, None if key is None else key.encode(), value, _encode_headers(headers))
+                                 for topic, key, value, headers in messages])
 
     async def _deliver(self, messages: list[Outgoing]) -> None:
         deadline = self._loop.time() + self._send_timeout_s
@@ -207,154 +218,6 @@ class KafkaPublisher:
         if failures:
             raise BusUnavailable(f"{len(failures)} of {len(acks)} messages failed: {failures[0]!r}") \
                 from failures[0]
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumedRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    value: bytes
-    headers: dict[str, str]
-
-    @classmethod
-    def of(cls, record: ConsumerRecord[bytes, bytes]) -> ConsumedRecord:
-        return cls(topic=record.topic, partition=record.partition, offset=record.offset,
-                   key=None if record.key is None else record.key.decode(errors="replace"),
-                   value=record.value or b"",
-                   headers={name: value.decode(errors="replace") for name, value in record.headers or ()})
-
-
-Handler = Callable[[list[ConsumedRecord]], Awaitable[None]]
-Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-
-
-class KafkaConsumerLoop:
-    """Consumes one topic in a consumer group; a batch's offsets are committed only after its handler returned.
-
-    A handler that raises gets the same records again (from the first uncommitted offset of each partition)
-    after ``backoff_s``. ``start()`` returns at once; connecting, joining the group and every retry after a
-    broker outage happen in the background task.
-    """
-
-    def __init__(self, brokers: list[str], topic: str, group_id: str, handler: Handler,
-                 loop: asyncio.AbstractEventLoop | None = None, *, max_records: int = 500,
-                 poll_timeout_ms: int = 200, backoff_s: float = 0.5, **consumer_options: Any) -> None:
-        self._brokers = list(brokers)
-        self.topic = topic
-        self.group_id = group_id
-        self._handler = handler
-        self._loop = loop
-        self._max_records = max_records
-        self._poll_timeout_ms = poll_timeout_ms
-        self._backoff_s = backoff_s
-        self._options = {"auto_offset_reset": "earliest", **consumer_options, "enable_auto_commit": False}
-        self._stopping: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._joined = asyncio.Event()
-
-    async def wait_joined(self, timeout_s: float) -> bool:
-        """Whether the group join gave this consumer partitions within ``timeout_s``."""
-        try:
-            await asyncio.wait_for(self._joined.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._loop is not None and self._loop is not loop:
-            raise RuntimeError("start the consumer loop on the event loop it was created for")
-        self._stopping = asyncio.Event()
-        self._task = loop.create_task(self._run(), name=f"kafka-consumer:{self.topic}")
-        self._task.add_done_callback(self._report_crash)
-
-    def _report_crash(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("kafka.consumer_crashed", topic=self.topic, error=repr(task.exception()))
-
-    async def stop(self) -> None:
-        """Lets a running handler finish (its batch is then committed) and leaves the group."""
-        if self._task is None or self._stopping is None:
-            return
-        self._stopping.set()
-        task, self._task = self._task, None
-        # a crash was already logged when it happened; shutting down must go on regardless
-        await asyncio.gather(task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        consumer = await self._connected()
-        if consumer is None:
-            return
-        try:
-            while not self._stopped():
-                await self._poll_once(consumer)
-        finally:
-            await consumer.stop()
-            log.info("kafka.consumer_stopped", topic=self.topic, group_id=self.group_id)
-
-    def _stopped(self) -> bool:
-        return self._stopping is None or self._stopping.is_set()
-
-    async def _connected(self) -> AIOKafkaConsumer | None:
-        while not self._stopped():
-            consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=self._brokers, group_id=self.group_id,
-                                        **self._options)
-            try:
-                await consumer.start()
-            except (KafkaError, OSError) as exc:
-                await consumer.stop()
-                log.warning("kafka.consumer_start_failed", topic=self.topic, error=repr(exc))
-                await self._pause()
-                continue
-            log.info("kafka.consumer_started", topic=self.topic, group_id=self.group_id)
-            return consumer
-        return None
-
-    async def _pause(self) -> None:
-        """A backoff that ``stop()`` cuts short."""
-        assert self._stopping is not None
-        try:
-            await asyncio.wait_for(self._stopping.wait(), self._backoff_s)
-        except TimeoutError:
-            pass
-
-    async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
-        try:
-            batch: Batch = await consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
-        except KafkaError as exc:
-            log.warning("kafka.poll_failed", topic=self.topic, error=repr(exc))
-            await self._pause()
-            return
-        if consumer.assignment():
-            self._joined.set()
-        if not batch:
-            return
-        records = [ConsumedRecord.of(record) for part in batch.values() for record in part]
-        try:
-            await self._handler(records)
-        except Exception:  # any handler failure means "not processed": redeliver
-            log.exception("kafka.handler_failed", topic=self.topic, records=len(records))
-            self._rewind(consumer, batch)
-            await self._pause()
-            return
-        await self._commit(consumer, batch)
-
-    def _rewind(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
-        assigned = consumer.assignment()
-        for partition, part in batch.items():
-            # A partition taken away by a rebalance is redelivered to its new owner from the committed offset.
-            if partition in assigned:
-                consumer.seek(partition, part[0].offset)
-
-    async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
-        offsets = {partition: part[-1].offset + 1 for partition, part in batch.items()}
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:
-            # The handler did its work; a later commit covers these offsets, or they are redelivered.
-            log.warning("kafka.commit_failed", topic=self.topic, error=repr(exc))
 
 
 def brokers_unreachable(brokers: list[str], timeout_s: float = 3.0) -> str | None:

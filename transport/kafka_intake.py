@@ -3,13 +3,20 @@
 Commands: key = world_id, value = one JSON command of the external ``kind``-tagged union (the daemon's
 internal messages are not decodable here), headers ``correlation_id``, ``reply_to`` and, with auth on,
 ``authorization: Bearer <token>`` (the HTTP edge's header name), verified with the HTTP edge's
-configuration and role table; the command's ``actor`` is then the token's subject. A batch is handed to the
-world actors in order (so per world in order), every reply is awaited (the command is durable by then),
-replies are published, and only then does the consumer commit.
+configuration and role table; the command's ``actor`` is then the token's subject.
+
+Batches are handled pipelined (the consumer hands out the next fetched batch while earlier ones are still
+being handled) and each is handed to the world actors at once: every world's share is sent as one run, in
+log order, without waiting for any other world, unless that world still has commands of an earlier batch in
+flight, in which case its share follows them once they succeeded. Every reply of the batch is awaited (the command is durable by
+then), the replies and dead letters are produced together, and only then is the batch done; the consumer
+commits offsets in fetch order, so a commit never covers a command that was not durable and answered.
 An undecodable, invalid, unauthenticated or unauthorised command goes to the dead-letter topic with the
 reason (its token removed) and the consumer goes on; nothing of it reaches an actor. ``upsert_allocations``
 (the body of ``POST /allocations``) goes to the allocation coordinator, idempotent by its ``run_id``. A
 transient refusal (storage down, draining) fails the batch, so it is redelivered rather than acknowledged;
+from then until the consumer has rewound nothing more is handed out (a world's later commands never
+overtake its refused one);
 a redelivered command is applied once, because its ``command_id`` (or, without one, its topic, partition
 and offset) is remembered with its outcome in the same transaction as its effects.
 """
@@ -17,8 +24,9 @@ and offset) is remembered with its outcome in the same transaction as its effect
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -27,7 +35,7 @@ import structlog
 from actors.ack_intake import AckReceived
 from actors.bridge import Reply, asyncio_hook, error_reply
 from messages.commands import Command, ExternalCommand, external_command_decoder
-from transport.kafka import ConsumedRecord
+from transport.kafka import ConsumedRecord, RawMessage
 from transport.principals import Authenticator, Forbidden, Principal, Unauthenticated, authorize_command
 
 log = structlog.get_logger("worldservice.kafka_intake")
@@ -35,8 +43,7 @@ _TRANSIENT = (503, 504)
 
 
 class RawSender(Protocol):
-    async def send_raw(self, topic: str, key: str | None, value: bytes,
-                       headers: dict[str, str] | None = None) -> None: ...
+    async def send_raw_many(self, messages: Sequence[RawMessage]) -> None: ...
 
 
 def _transient(reply: Reply) -> bool:
@@ -72,6 +79,11 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     headers: dict[str, str]
 
 
+CallMany = Callable[[Sequence[Command]], Awaitable[list[Reply]]]
+Admitted = tuple[ConsumedRecord, ExternalCommand]
+Group = asyncio.Task["list[Reply] | None"]  # one world's commands of one batch; None: not applied in full
+
+
 @dataclass
 class CommandIntake:
     call: Callable[[Command], Awaitable[Reply]]
@@ -79,32 +91,103 @@ class CommandIntake:
     dlq_topic: str
     authenticator: Authenticator | None = None  # None: auth off, commands are taken as sent
     auth_header: str = "Authorization"  # matched case-insensitively, like an HTTP header
+    call_many: CallMany | None = None  # the edge's batch call; None: ``call`` once per command
     applied: int = 0
     dead_lettered: int = 0
+    # The newest unfinished group of each world: a world's commands of the next batch wait for it.
+    _tails: dict[str, Group] = field(default_factory=dict)
+    # Set by the first transient refusal, cleared by ``rewound``: no command is handed out in between.
+    _halted: bool = False
+    _sent: asyncio.Future[None] | None = None  # done once the latest batch's replies are sent (or it failed)
 
     async def handle(self, records: list[ConsumedRecord]) -> None:
-        accepted = []
-        for record in records:
-            command = await self._decoded(record)
-            if command is not None:
-                accepted.append((record, command))
-        # Every send happens before the first await, in order, so a world sees its commands in log order.
-        calls = [asyncio.ensure_future(self.call(command)) for _, command in accepted]
-        replies = await asyncio.gather(*calls)
-        transient = sum(_transient(reply) for reply in replies)
-        if transient:
-            raise TransientRefusal(f"{transient} commands refused transiently")
-        # Replies go out together (one broker round trip for the batch, not one per command).
-        await asyncio.gather(*[self._reply(record, command, reply)
-                               for (record, command), reply in zip(accepted, replies, strict=True)])
-        self.applied += len(accepted)
-
-    async def _decoded(self, record: ConsumedRecord) -> ExternalCommand | None:
+        if self._halted:
+            raise TransientRefusal("an earlier batch was refused; waiting for its redelivery")
+        # Batches start in fetch order; each one's replies leave after the previous batch's, so a caller
+        # sees a world's replies in the order of its commands.
+        previous, mine = self._sent, asyncio.get_running_loop().create_future()
+        self._sent = mine
         try:
-            return self._admitted(record)
-        except _Refused as refused:
-            await self._dead_letter(record, str(refused))
+            outgoing = await self._applied_batch(records)
+            if previous is not None:
+                await asyncio.wait([previous])
+            # Replies and dead letters go out together: every send is queued, then every ack awaited.
+            await self.sender.send_raw_many(outgoing)
+        except BaseException:
+            self._halted = True  # whatever failed, this batch comes back: nothing may overtake it
+            raise
+        finally:
+            mine.set_result(None)
+
+    async def _applied_batch(self, records: list[ConsumedRecord]) -> list[RawMessage]:
+        """Hand the batch to the worlds and await every reply; the replies and dead letters to send."""
+        accepted, outgoing = self._admit_all(records)
+        by_world: dict[str, list[Admitted]] = {}
+        for item in accepted:
+            by_world.setdefault(item[1].world_id, []).append(item)
+        # Every world's share goes out as one run, in log order, unless that world still has commands of an
+        # earlier batch in flight: then its share follows those, once they succeeded.
+        groups = [self._hand_over(world_id, items) for world_id, items in by_world.items()]
+        results = await asyncio.gather(*groups)
+        if any(result is None for result in results):
+            raise TransientRefusal("commands refused transiently; the batch is redelivered")
+        for items, replies in zip(by_world.values(), results, strict=True):
+            outgoing += [message for (record, command), reply in zip(items, replies or [], strict=True)
+                         if (message := self._reply(record, command, reply)) is not None]
+        self.applied += len(accepted)
+        return outgoing
+
+    def rewound(self) -> None:
+        """The consumer rewound to the oldest unfinished batch (nothing is in flight any more)."""
+        self._halted = False
+        self._tails.clear()
+        self._sent = None
+
+    def _hand_over(self, world_id: str, items: list[Admitted]) -> Group:
+        previous = self._tails.get(world_id)
+        commands = [command for _, command in items]
+        if previous is None:
+            group = asyncio.ensure_future(self._applied(self._calls(commands)))
+        else:
+            group = asyncio.ensure_future(self._after(previous, commands))
+        self._tails[world_id] = group
+        group.add_done_callback(functools.partial(self._forget, world_id))
+        return group
+
+    def _forget(self, world_id: str, done: Group) -> None:
+        if self._tails.get(world_id) is done:
+            del self._tails[world_id]
+
+    async def _after(self, previous: Group, commands: list[ExternalCommand]) -> list[Reply] | None:
+        await asyncio.wait([previous])  # not ``await previous``: cancelling this group must not cancel that one
+        if previous.cancelled() or previous.exception() is not None or previous.result() is None or self._halted:
+            return None  # the earlier commands are redelivered first; these follow them then
+        return await self._applied(self._calls(commands))
+
+    async def _applied(self, calls: Awaitable[list[Reply]]) -> list[Reply] | None:
+        try:
+            replies = await calls
+        except BaseException:
+            self._halted = True
+            raise
+        if any(_transient(reply) for reply in replies):
+            self._halted = True
             return None
+        return replies
+
+    def _calls(self, commands: list[ExternalCommand]) -> Awaitable[list[Reply]]:
+        if self.call_many is not None:
+            return self.call_many(commands)
+        return asyncio.gather(*[self.call(command) for command in commands])
+
+    def _admit_all(self, records: list[ConsumedRecord]) -> tuple[list[Admitted], list[RawMessage]]:
+        accepted, dead = [], []
+        for record in records:
+            try:
+                accepted.append((record, self._admitted(record)))
+            except _Refused as refused:
+                dead.append(self._dead_letter(record, str(refused)))
+        return accepted, dead
 
     def _admitted(self, record: ConsumedRecord) -> ExternalCommand:
         """Authenticate (before decoding, as HTTP does), decode, check the key and the role."""
@@ -142,23 +225,24 @@ class CommandIntake:
         wanted = self.auth_header.lower()
         return {name: value for name, value in headers.items() if name.lower() != wanted}
 
-    async def _dead_letter(self, record: ConsumedRecord, error: str) -> None:
+    def _dead_letter(self, record: ConsumedRecord, error: str) -> RawMessage:
         headers = self._without_token(record.headers)
         letter = DeadLetter(error=error, topic=record.topic, partition=record.partition, offset=record.offset,
                             key=record.key, value=record.value.decode(errors="replace"), headers=headers)
-        await self.sender.send_raw(self.dlq_topic, record.key, msgspec.json.encode(letter), headers)
         self.dead_lettered += 1
         log.warning("command_dead_lettered", error=error, offset=record.offset, partition=record.partition)
+        return self.dlq_topic, record.key, msgspec.json.encode(letter), headers
 
-    async def _reply(self, record: ConsumedRecord, command: Command, reply: Reply) -> None:
+    @staticmethod
+    def _reply(record: ConsumedRecord, command: Command, reply: Reply) -> RawMessage | None:
         reply_to = record.headers.get("reply_to")
         if not reply_to:
-            return
+            return None
         body = CommandReply(status=reply.status, body=reply.body, correlation_id=command.correlation_id,
                             command_id=command.command_id, world_id=command.world_id,
                             kind=type(command).__struct_config__.tag)  # type: ignore[attr-defined]
         headers = {"correlation_id": command.correlation_id} if command.correlation_id else {}
-        await self.sender.send_raw(reply_to, command.world_id, msgspec.json.encode(body), headers)
+        return reply_to, command.world_id, msgspec.json.encode(body), headers
 
 
 def ack_handler(submit: Callable[[AckReceived], None], timeout_s: float = 60.0,
