@@ -70,7 +70,10 @@ Answer = Result | Refusal  # what an outcome says happened, either way
 
 def answer_named(value: str) -> Answer:
     """The ``Result`` or ``Refusal`` whose value is ``value`` (the values of the two never overlap)."""
-    return Result(value) if value in Result._value2member_map_ else Refusal(value)
+    try:
+        return Result(value)
+    except ValueError:
+        return Refusal(value)
 
 
 class CommandRejected(Exception):

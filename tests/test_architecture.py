@@ -81,3 +81,10 @@ def test_no_http_status_code_in_the_domain() -> None:
     offenders = [hit for path in sorted((ROOT / "domain").rglob("*.py"))
                  for hit in _http_numbers(path.read_text(), str(path.relative_to(ROOT)))]
     assert offenders == []
+
+
+def test_every_result_and_refusal_has_its_status_at_the_edge() -> None:
+    from actors.bridge import STATUS
+    from messages.errors import Refusal, Result
+
+    assert set(STATUS) == set(Result) | set(Refusal)

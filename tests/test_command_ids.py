@@ -135,3 +135,10 @@ def test_migration_0007_keeps_older_status_rows_readable_and_downgrades_names_ba
     columns = {c["name"] for c in sa.inspect(engine).get_columns("processed_commands")}
     assert "outcome" not in columns and migrate.current_revision(engine) == "0006"
     engine.dispose()
+
+
+def test_a_status_number_an_older_daemon_stored_is_answered_with_that_same_number() -> None:
+    from actors.bridge import STATUS
+    from storage.remembered import LEGACY_STATUS
+
+    assert {status: STATUS[answer] for status, answer in LEGACY_STATUS.items()} == {s: s for s in LEGACY_STATUS}
