@@ -16,10 +16,15 @@ world's fenced write); only then is it remembered and its caller answered, so th
 committed after the record, and a restart re-reads the recorded ACKs from SQL (the world's load tells
 this actor the run again). The ACK wait's timeouts stay with the run in the world (they are persisted
 run state: deadlines and re-sends survive a restart with it).
+
+Stopping: an ACK the intake can no longer see through (it stopped or failed, or the worlds behind it did)
+is answered ``503``, retryable, never left waiting: the Kafka consumer redelivers it, and an ACK that the
+world did record meanwhile comes back as a duplicate.
 """
 
 from __future__ import annotations
 
+import queue
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,14 +32,18 @@ from typing import Any
 
 import msgspec
 import pykka
+import structlog
 
-from actors.bridge import Reply, ReplyHook, Request
+from actors.bridge import Reply, ReplyHook, Request, error_reply
 from actors.metrics import ActorMetrics
 from domain.acks import AckAnomaly, ack_verdict
 from messages.apply import ActivationAckEvent, ApplyRun, activation_ack_decoder
 from messages.commands import AckActivation, PhaseAcknowledged
 
+log = structlog.get_logger("worldservice.acks")
 AckKey = tuple[str, str, int, str]  # (world_id, run_id, sequence, phase)
+STOPPED = "ACK intake stopped; retry"
+WORLDS_STOPPED = "worlds are stopping; retry"
 _FINAL = ("duplicate", "run_finished")  # verdicts a later commit cannot change: dropped here
 
 
@@ -113,8 +122,22 @@ class AckIntake(pykka.ThreadingActor):
             received.reply(Reply(status=204))
             return
         self._in_flight[key] = _InFlight(callers=[received.reply])
+        try:
+            self._send(Request(command=ack, reply=self._answer_to_me(ack)))
+        except pykka.ActorDeadError:  # the worlds stopped under it: nobody is left to record it
+            self._settled(_Settled(ack, error_reply(503, WORLDS_STOPPED)))
+
+    def _answer_to_me(self, ack: AckActivation) -> ReplyHook:
+        """The world's answer comes back through this mailbox (the in-flight map is this thread's)."""
         actor = self.actor_ref
-        self._send(Request(command=ack, reply=lambda reply: actor.tell(_Settled(ack, reply))))
+
+        def hook(reply: Reply) -> None:
+            try:
+                actor.tell(_Settled(ack, reply))
+            except pykka.ActorDeadError:  # stopped meanwhile: its callers were already told to retry
+                pass
+
+        return hook
 
     def _decode(self, raw: bytes | dict[str, Any]) -> AckActivation | None:
         try:
@@ -165,9 +188,44 @@ class AckIntake(pykka.ThreadingActor):
         for phase in sorted({e.phase for e in run.events}):
             done = (view.world_id, run.run_id, phase)
             if done not in self._announced and all(e.acked for e in run.events if e.phase == phase):
-                self._announced.add(done)
-                self._send(Request(command=PhaseAcknowledged(world_id=view.world_id, run_id=run.run_id,
-                                                             phase=phase), reply=_nobody))
+                self._announce(done)
+
+    def _announce(self, done: tuple[str, str, str]) -> None:
+        world_id, run_id, phase = done
+        try:
+            self._send(Request(command=PhaseAcknowledged(world_id=world_id, run_id=run_id, phase=phase),
+                               reply=_nobody))
+        except pykka.ActorDeadError:  # stopping: the world's next load tells the run again
+            return
+        self._announced.add(done)
+
+    # --- stopping -----------------------------------------------------------------------------
+
+    def on_stop(self) -> None:
+        self._refuse_waiting()
+
+    def on_failure(self, *exc_info: object) -> None:
+        self._refuse_waiting()
+
+    def _refuse_waiting(self) -> None:
+        """Every caller still waiting, on a world or queued behind the stop, is told to retry. The queued
+        messages go back for pykka's own teardown, which fails the futures of any ``ask`` among them."""
+        callers = [caller for flight in self._in_flight.values() for caller in flight.callers]
+        self._in_flight.clear()
+        queued = []
+        while True:
+            try:
+                queued.append(self.actor_inbox.get_nowait())
+            except queue.Empty:
+                break
+        callers += [envelope.message.reply for envelope in queued if isinstance(envelope.message, AckReceived)]
+        for envelope in queued:
+            self.actor_inbox.put(envelope)
+        if callers:
+            log.warning("ack_intake_stopped", refused=len(callers))
+        refusal = error_reply(503, STOPPED)
+        for caller in callers:
+            caller(refusal)
 
 
 def _nobody(reply: Reply) -> None:

@@ -18,7 +18,7 @@ import msgspec
 import pykka
 import structlog
 
-from actors.bridge import Reply, Request, error_reply
+from actors.bridge import Reply, Request, error_reply, refusal_reply
 from actors.sql_writer import AtomicWrite
 from domain.effects import SaveAllocationRun
 from domain.rebalancing import (
@@ -27,7 +27,7 @@ from domain.rebalancing import (
 from domain.rebalancing.events import allocation_effects
 from domain.timefmt import iso_z
 from messages.commands import HoldForAllocation, ReleaseAllocation
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 from messages.rebalancing import AllocationUpsertRequest, MultiWorldRebalanceResponse
 from storage.sql import SqlStore, WriteItem
 
@@ -37,10 +37,10 @@ EXECUTION_FAILED = "Rebalance execution failed"
 
 
 class NotConfigured(CommandRejected):
-    """A 503 that stays a 503 until an operator configures the executor: not worth a redelivery."""
+    """Unavailable until an operator configures the executor: not worth a redelivery."""
 
     def __init__(self) -> None:
-        super().__init__(503, NO_EXECUTOR)
+        super().__init__(Refusal.UNAVAILABLE, NO_EXECUTOR)
 
 
 class AllocationCoordinator(pykka.ThreadingActor):
@@ -60,9 +60,9 @@ class AllocationCoordinator(pykka.ThreadingActor):
         try:
             reply = self._upsert(message.command.body)
         except NotConfigured as exc:
-            reply = error_reply(exc.status, exc.detail, permanent=True)
+            reply = refusal_reply(exc, permanent=True)
         except CommandRejected as exc:
-            reply = error_reply(exc.status, exc.detail)
+            reply = refusal_reply(exc)
         except Exception as exc:  # noqa: BLE001 - the caller must get an answer; nothing half-committed
             log.exception("allocation_failed", error=repr(exc))
             reply = error_reply(503, "allocation could not be committed; retry with the same run_id")
@@ -140,7 +140,8 @@ class AllocationCoordinator(pykka.ThreadingActor):
     def _hold(self, world_id: str, run_id: str) -> dict[str, int]:
         reply = self._ask_world(HoldForAllocation(world_id=world_id, run_id=run_id))
         if reply.status != 200:
-            raise CommandRejected(503, f"world {world_id} unavailable; retry with the same run_id")
+            raise CommandRejected(Refusal.UNAVAILABLE,
+                                  f"world {world_id} unavailable; retry with the same run_id")
         return reply.body
 
     def _release(self, world_id: str, run_id: str, row_version: int | None) -> None:
@@ -159,6 +160,6 @@ class AllocationCoordinator(pykka.ThreadingActor):
             response = self._executor.execute(snapshot)
         except Exception as exc:  # noqa: BLE001 - any executor failure is a 502; the run stays unexecuted
             log.error("allocation_execution_failed", run_id=run_id, error=repr(exc))
-            raise CommandRejected(502, EXECUTION_FAILED) from None
+            raise CommandRejected(Refusal.UPSTREAM_FAILED, EXECUTION_FAILED) from None
         self._store.mark_allocation_executed(run_id, response)
         return True, response

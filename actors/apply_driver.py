@@ -13,7 +13,7 @@ from datetime import datetime
 
 import structlog
 
-from actors.bridge import Reply, Request
+from actors.bridge import Reply, Request, answer_reply, outcome_reply, refusal_reply
 from actors.faults import InjectedFault, crash_point, fault_point
 from actors.metrics import ActorMetrics
 from actors.promotion_waiters import origin_of, translated
@@ -22,7 +22,7 @@ from domain import apply, apply_answers, promotions_apply
 from domain.apply import ApplySettings
 from domain.state import Outcome, WorldState
 from messages.commands import AckActivation, AutoApplyPromotion, Command, StartApply
-from messages.errors import CommandRejected, ErrorBody
+from messages.errors import CommandRejected
 
 log = structlog.get_logger("worldservice.world")
 
@@ -35,13 +35,6 @@ def apply_settings(config: Config) -> ApplySettings:
     return ApplySettings(await_acks=config.await_acks(), gap_timeout_ms=ap.activation_gap_timeout_ms,
                          timeout_policy=ap.timeout_policy, deadline_ms=ap.deadline_ms,
                          resend_initial_ms=ap.resend_initial_ms, resend_max_ms=ap.resend_max_ms)
-
-
-def to_reply(outcome: Outcome) -> Reply:
-    if isinstance(outcome.reply, tuple):  # decide: (envelope, ttl)
-        envelope, ttl = outcome.reply
-        return Reply(status=200, body=envelope, ttl=ttl)
-    return Reply(status=outcome.status, body=outcome.reply)
 
 
 class ApplyDriver:
@@ -73,7 +66,7 @@ class ApplyDriver:
             self._metrics.promotion_failed(self.world_id, step.failure)
         if step.start is None:
             self._persist(step.outcome, command.actor, command.correlation_id, now)
-            return to_reply(step.outcome)
+            return outcome_reply(step.outcome)
         waiter = translated(request, step.start, step.success,
                             lambda reason: self._metrics.promotion_failed(self.world_id, reason))
         return self._run(waiter, step.start, step.outcome, now)
@@ -123,9 +116,9 @@ class ApplyDriver:
 
     def _run(self, request: Request, command: StartApply, outcome: Outcome, now: datetime) -> Reply | None:
         fresh = command.body.run_id not in self._state().runs
-        if outcome.status >= 400:  # refused by the default-safe rule: audited, no run started
+        if outcome.refused:  # refused by the default-safe rule: audited, no run started
             self._persist(outcome, command.actor, command.correlation_id, now)
-            return to_reply(outcome)
+            return outcome_reply(outcome)
         if fresh:
             self._persist(outcome, command.actor, command.correlation_id, now)
             crash_point("apply.after_freeze")
@@ -167,10 +160,11 @@ class ApplyDriver:
         try:
             settled = apply_answers.settled_reply(state.runs[run_id], first_answer)
         except CommandRejected as exc:
-            settled = (exc.status, ErrorBody(detail=exc.detail))
-        if settled is None:
-            return None
-        reply = Reply(status=settled[0], body=settled[1])
+            reply = refusal_reply(exc)
+        else:
+            if settled is None:
+                return None
+            reply = answer_reply(*settled)
         waiters = self._waiters.pop(run_id, [])
         if waiters:
             log.info("command", world_id=self.world_id, kind="StartApply", run_id=run_id, status=reply.status,

@@ -2,6 +2,9 @@
 
 The loop never waits on a pykka future (that would block it): it sends a ``Request`` carrying a reply
 callable, and the actor's answer is handed back to the loop with ``call_soon_threadsafe``.
+
+This is also where what the domain says happened (``Result``, ``Refusal``) becomes a status code: ``STATUS``
+is the one table, shared by the HTTP edge and the Kafka replies (which carry the same numbers).
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from domain.state import Outcome
 from messages.commands import Command
-from messages.errors import ErrorBody
+from messages.errors import Answer, CommandRejected, ErrorBody, Refusal, Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,32 @@ class Reply:
 
 def error_reply(status: int, detail: str, permanent: bool = False) -> Reply:
     return Reply(status=status, body=ErrorBody(detail=detail), permanent=permanent)
+
+
+# The reference's number for each answer (its FastAPI routes), for the HTTP edge and the Kafka replies alike.
+STATUS: dict[Answer, int] = {
+    Result.OK: 200, Result.CREATED: 201, Result.ACCEPTED: 202, Result.NO_CONTENT: 204,
+    Refusal.INVALID: 400, Refusal.FORBIDDEN_BY_POLICY: 403, Refusal.NOT_FOUND: 404, Refusal.CONFLICT: 409,
+    Refusal.PRECONDITION_FAILED: 412, Refusal.UNPROCESSABLE: 422, Refusal.FAILED: 500,
+    Refusal.NOT_IMPLEMENTED: 501, Refusal.UPSTREAM_FAILED: 502, Refusal.UNAVAILABLE: 503,
+}
+
+
+def answer_reply(answer: Answer, body: Any, ttl: int | None = None) -> Reply:
+    return Reply(status=STATUS[answer], body=body, ttl=ttl)
+
+
+def refusal_reply(exc: CommandRejected, permanent: bool = False) -> Reply:
+    """A refused command: its structured body if it has one, else ``{"detail": ...}``."""
+    body = ErrorBody(detail=exc.detail) if exc.body is None else exc.body
+    return Reply(status=STATUS[exc.refusal], body=body, permanent=permanent)
+
+
+def outcome_reply(outcome: Outcome) -> Reply:
+    if isinstance(outcome.reply, tuple):  # decide: (envelope, ttl)
+        envelope, ttl = outcome.reply
+        return answer_reply(Result.OK, envelope, ttl)
+    return answer_reply(outcome.result, outcome.reply)
 
 
 ReplyHook = Callable[[Reply], None]

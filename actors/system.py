@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Any
 
 import pykka
+import structlog
 
 from actors.activation_store import ActivationStoreActor
-from actors.bridge import Request
+from actors.bridge import Request, error_reply
 from actors.clock import MonotonicClock
 from actors.allocations import AllocationCoordinator
-from actors.ack_intake import AckIntake, AckReceived
+from actors.ack_intake import STOPPED as ACKS_STOPPED, AckIntake, AckReceived
 from actors.bus import Committed, OutboxRelay, Publisher, Relay
 from actors.directory import Directory
 from actors.directory_messages import noop_reply, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
@@ -25,6 +26,8 @@ from domain.activation import fold_audit, state_hash
 from config import Config
 from messages.commands import ApplyTick, RefreshProjection, UpsertAllocations
 from storage.sql import OutboxRow, SqlStore
+
+log = structlog.get_logger("worldservice.system")
 
 
 class ActorSystem:
@@ -68,13 +71,21 @@ class ActorSystem:
             self.directory.tell(request)
 
     def receive_ack(self, received: AckReceived) -> None:
-        """A Gateway ACK for the intake; ``received.reply`` is answered once it is recorded or dropped."""
-        self.acks.tell(received)
+        """A Gateway ACK for the intake; ``received.reply`` is answered once it is recorded or dropped, or
+        with a retryable 503 when the intake is gone (stopping, or failed)."""
+        try:
+            self.acks.tell(received)
+        except pykka.ActorDeadError:
+            received.reply(error_reply(503, ACKS_STOPPED))
 
     def receive_ack_now(self, raw: bytes | dict[str, Any]) -> None:
         """The in-memory ControlBus: returns once the intake has taken the ACK (its world message, if
-        any, is queued), so whatever the publisher sends next is handled after it."""
-        self.acks.ask(AckReceived(raw=raw, reply=noop_reply))
+        any, is queued), so whatever the publisher sends next is handled after it. Without an intake the
+        ACK is dropped (this bus has no redelivery; the run re-sends what it still waits for)."""
+        try:
+            self.acks.ask(AckReceived(raw=raw, reply=noop_reply))
+        except pykka.ActorDeadError:
+            log.warning("ack_dropped", reason="ack intake stopped")
 
     def read(self, read: StorageRead) -> None:
         """A cross-world read, answered on ``read.reply`` by the storage reader actor."""

@@ -14,9 +14,9 @@ import msgspec
 import pykka
 import structlog
 
-from actors.bridge import Reply, Request, error_reply
+from actors.bridge import Reply, Request, answer_reply, error_reply, outcome_reply, refusal_reply
 from actors.ack_intake import AckNote, PhaseAcknowledged, RunView
-from actors.apply_driver import ApplyDriver, apply_settings, to_reply
+from actors.apply_driver import ApplyDriver, apply_settings
 from actors.directory_messages import RunOpen, WorldStopped, WorldVacant
 from actors.sql_writer import WriteRequest
 from config import Config
@@ -134,7 +134,7 @@ class WorldActor(pykka.ThreadingActor):
         try:
             reply = self._dispatch(request)
         except CommandRejected as exc:
-            reply = error_reply(exc.status, exc.detail) if exc.body is None else Reply(exc.status, exc.body)
+            reply = refusal_reply(exc)
         except StorageUnavailable as exc:
             bound.error("storage_unavailable", error=str(exc))
             reply = self._reset(request, 503, "storage unavailable; retry")
@@ -180,7 +180,7 @@ class WorldActor(pykka.ThreadingActor):
             return self._mutate(state, command, now)
         outcome = answer(state, command, now)
         self._persist(outcome, command.actor, command.correlation_id, now)  # a read rarely has effects
-        return to_reply(outcome)
+        return outcome_reply(outcome)
 
     def _mutate(self, state: WorldState, command: Command, now: datetime) -> Reply:
         if command.command_id is None:
@@ -189,12 +189,12 @@ class WorldActor(pykka.ThreadingActor):
             digest = command_hash(command)
             stored = self._store.command_reply(self.world_id, command.command_id)
             if stored is not None:  # a redelivered command: the first outcome, not a second application
-                return Reply(*replayed(command.command_id, stored, digest))
+                return answer_reply(*replayed(command.command_id, stored, digest))
             outcome = handle(state, command, now)
-            outcome.effects.append(RememberCommand(command_id=command.command_id, status=outcome.status,
+            outcome.effects.append(RememberCommand(command_id=command.command_id, result=outcome.result,
                                                    reply=msgspec.to_builtins(outcome.reply), content_hash=digest))
         self._persist(outcome, command.actor, command.correlation_id, now)
-        return to_reply(outcome)
+        return outcome_reply(outcome)
 
     def _loaded(self) -> WorldState:
         if self.state is None:

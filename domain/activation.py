@@ -17,7 +17,7 @@ from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z, parse_iso
 from messages.activation import ActivationEntry, ActivationEnvelope, ActivationRequest, ActivationSetOut
 from messages.commands import PutActivation
-from messages.errors import CommandRejected, not_found, unprocessable
+from messages.errors import CommandRejected, Refusal, not_found, unprocessable
 
 ACTIVATION_TOPIC = "activation"
 _NEW_ENTRY = ActivationEntry(active=False, ts="", etag="")
@@ -75,7 +75,7 @@ def put_activation(state: WorldState, cmd: PutActivation, now: datetime) -> Outc
     counter = state.activation_counter + 1
     prev = state.activation.get(body.strategy_id, {}).get(body.side, _NEW_ENTRY)
     if cmd.if_match is not None and cmd.if_match not in (prev.etag, "*"):
-        raise CommandRejected(412, "activation etag does not match If-Match")
+        raise CommandRejected(Refusal.PRECONDITION_FAILED, "activation etag does not match If-Match")
     etag = activation_etag(state.world_id, body.strategy_id, body.side, counter)
     entry = _merged_entry(body, prev, _checked_ts(body.ts, now), etag)
     refusals = world_refusals(world) if entry.effective_mode == LIVE else []

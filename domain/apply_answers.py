@@ -8,24 +8,25 @@ from typing import Any
 from domain.apply import awaiting, downgrade_note
 from domain.state import WorldState, require_world
 from messages.apply import ApplyAck, ApplyRun, ApplyRunOut, RunEventOut
-from messages.errors import CommandRejected, not_found
+from messages.errors import CommandRejected, Refusal, Result, not_found
 
 
-def settled_reply(run: ApplyRun, first_answer: bool) -> tuple[int, Any] | None:
+def settled_reply(run: ApplyRun, first_answer: bool) -> tuple[Result, Any] | None:
     """What a caller waiting on ``run`` is told, or ``None`` while the run is still moving.
 
-    The request that saw its run roll back gets 500 ``apply failed`` (reference); a later repeat of that
-    run id gets the stored ``ok: false`` outcome and is never retried.
+    The request that saw its run roll back is refused as ``FAILED``, ``apply failed`` (the reference's 500);
+    a later repeat of that run id gets the stored ``ok: false`` outcome and is never retried.
     """
     if run.phase == "completed":
-        return 200, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="completed",
+        return Result.OK, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="completed",
                              **downgrade_note(run))
     if run.phase == "rolled_back":
         if first_answer:
-            raise CommandRejected(500, f"apply failed: {run.error}; the world stays frozen until a new apply")
-        return 200, ApplyAck(ok=False, run_id=run.run_id, active=run.previous, phase="rolled_back")
+            raise CommandRejected(Refusal.FAILED,
+                                  f"apply failed: {run.error}; the world stays frozen until a new apply")
+        return Result.OK, ApplyAck(ok=False, run_id=run.run_id, active=run.previous, phase="rolled_back")
     if run.held:
-        return 202, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="awaiting_ack",
+        return Result.ACCEPTED, ApplyAck(ok=True, run_id=run.run_id, active=run.target, phase="awaiting_ack",
                              **downgrade_note(run))
     return None
 

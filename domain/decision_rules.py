@@ -227,7 +227,7 @@ _TOP_LEVEL = {"promote_to", "demote_to", "ttl", "data_currency", "sample", "gate
 
 
 def parse_rules(doc: Any) -> DecisionRules:
-    """Raises ``CommandRejected`` (422) naming the first offending key."""
+    """Refuses (``UNPROCESSABLE``) naming the first offending key."""
     if not isinstance(doc, dict):
         raise unprocessable("invalid policy: decision must be a mapping")
     unknown = sorted(set(doc) - _TOP_LEVEL)

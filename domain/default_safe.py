@@ -17,7 +17,7 @@ from typing import Any
 
 from domain.effects import AuditRecord
 from domain.state import Outcome, WorldState
-from messages.errors import ErrorBody
+from messages.errors import ErrorBody, Refusal
 from messages.worlds import WorldRecord
 
 LIVE = "live"
@@ -86,8 +86,8 @@ def refusal_detail(what: str, refusals: list[str]) -> str:
 
 
 def refused(state: WorldState, what: str, refusals: list[str], request: dict[str, Any] | None) -> Outcome:
-    """A 409 naming every rule, audited as rejected (not downgraded); nothing else is written."""
+    """A conflict naming every rule, audited as rejected (not downgraded); nothing else is written."""
     audit = AuditRecord(event="live_refused", request=request,
                         result={"what": what, "refusals": refusals, "outcome": "rejected"})
     return Outcome(state=state, effects=[audit], reply=ErrorBody(detail=refusal_detail(what, refusals)),
-                   status=409)
+                   result=Refusal.CONFLICT)

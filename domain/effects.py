@@ -14,6 +14,7 @@ from messages.activation import ActivationEntry
 from messages.apply import ApplyRun, EdgeOverride
 from messages.evaluation import EvaluationRun
 from messages.decisions import DecisionRecord, DecisionState, HistoryEntry
+from messages.errors import Answer
 from messages.policies import PolicyInfo
 from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
@@ -130,7 +131,7 @@ class RememberCommand(msgspec.Struct, tag=True):
     """A command id applied with this outcome: a redelivered command gets the stored reply instead."""
 
     command_id: str
-    status: int
+    result: Answer  # what the first application answered (Result or Refusal)
     reply: Any
     content_hash: str | None = None  # a reuse of the id with other content is refused, not replayed
 

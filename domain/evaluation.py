@@ -29,7 +29,7 @@ from domain.timefmt import iso_z
 from messages import commands as c
 from messages.activation import ActivationEnvelope
 from messages.apply import CohortEvaluateResponse, EvaluateRequest, EvaluateResponse
-from messages.errors import CodedErrorBody, CommandRejected, ErrorCode, not_found, unprocessable
+from messages.errors import CodedErrorBody, CommandRejected, ErrorCode, Refusal, not_found, unprocessable
 from messages.evaluation import (
     EvaluationOverride, EvaluationRun, EvaluationSummary, EvaluationValidation, RunLinks, RunRevision,
 )
@@ -284,7 +284,8 @@ def get_run_metrics(state: WorldState, q: c.GetRunMetrics, now: datetime) -> Any
     run = require_run(state, q.strategy_id, q.run_id)
     if run.metrics is None:
         message = "evaluation run has no metrics yet"
-        raise CommandRejected(409, message, CodedErrorBody(detail=ErrorCode(code=NOT_EVALUATED, message=message)))
+        raise CommandRejected(Refusal.CONFLICT, message,
+                              CodedErrorBody(detail=ErrorCode(code=NOT_EVALUATED, message=message)))
     return run.metrics
 
 

@@ -10,14 +10,14 @@ import msgspec
 
 from domain.hashing import blake3_hex, canonical_json
 from messages.commands import Command
-from messages.errors import conflict
+from messages.errors import Answer, conflict
 
 # Who sent it, under which correlation and which id: the same command retried may differ in these.
 _NOT_CONTENT = frozenset({"command_id", "correlation_id", "actor"})
 
 
 class StoredReply(NamedTuple):
-    status: int
+    result: Answer
     reply: Any
     content_hash: str | None  # None: remembered before content hashes were kept
 
@@ -28,9 +28,9 @@ def command_hash(command: Command) -> str:
     return blake3_hex(canonical_json(content))
 
 
-def replayed(command_id: str, stored: StoredReply, content_hash: str) -> tuple[int, Any]:
-    """The first outcome of a command id; 409 when it was applied with other content. A row from before
+def replayed(command_id: str, stored: StoredReply, content_hash: str) -> tuple[Answer, Any]:
+    """The first outcome of a command id; a conflict when it was applied with other content. A row from before
     content hashes cannot be compared, so it keeps the old behaviour (its stored reply)."""
     if stored.content_hash is not None and stored.content_hash != content_hash:
         raise conflict(f"command_id {command_id!r} was already used with different content")
-    return stored.status, stored.reply
+    return stored.result, stored.reply

@@ -33,7 +33,7 @@ from domain.state import Outcome, WorldState, require_world
 from domain.timefmt import iso_z
 from messages import commands as c
 from messages.apply import ApplyRequest, ApplyRun
-from messages.errors import CommandRejected, ErrorBody, conflict, unprocessable
+from messages.errors import CommandRejected, ErrorBody, Result, conflict, unprocessable
 from messages.promotions import LivePlan, LivePromotionAutoApplyResponse
 from messages.worlds import WorldRecord
 
@@ -96,7 +96,7 @@ def _begin(state: WorldState, start: c.StartApply, now: datetime, settings: Appl
     """``apply.begin`` of the promotion's run; a run it starts is preceded in the audit log by the promotion
     that asked for it (evaluation run -> apply run)."""
     outcome = apply.begin(state, start, now, settings)
-    if outcome.effects and outcome.status < 400:
+    if outcome.effects and not outcome.refused:
         started = AuditRecord(event="live_promotion_started", request=None,
                               result={"apply_run_id": start.body.run_id, **audit})
         outcome = msgspec.structs.replace(outcome, effects=[started, *outcome.effects])
@@ -109,7 +109,7 @@ def _blocked(state: WorldState, cmd: c.ApplyPromotion, reason: str, rejection: C
     audit = AuditRecord(event="live_promotion_blocked", request=msgspec.to_builtins(cmd.body),
                         result={"reason": reason, "blocked_reasons": reasons, "outcome": "rejected"})
     outcome = Outcome(state=state, effects=[audit], reply=ErrorBody(detail=rejection.detail),
-                      status=rejection.status)
+                      result=rejection.refusal)
     return PromotionStep(outcome=outcome, failure=reason)
 
 
@@ -176,7 +176,7 @@ def _refused(state: WorldState, judged: Judged, reply: Any = None) -> PromotionS
                "plan": msgspec.to_builtins(judged.plan)}
     outcome = refused(state, "live promotion", judged.refusals, request)
     if reply is not None:
-        outcome = msgspec.structs.replace(outcome, reply=reply, status=200)
+        outcome = msgspec.structs.replace(outcome, reply=reply, result=Result.OK)
     return PromotionStep(outcome=outcome, failure=judged.refusals[0])
 
 

@@ -417,7 +417,7 @@ def _screen(flat: Mapping[str, Mapping[str, float]], rules: Selection,
 
 def select(policy: Policy, metrics: Mapping[str, Any], previous: Iterable[str], correlations: Correlations,
            stage: str | None = None, derived: Mapping[str, Mapping[str, float]] | None = None) -> SelectionResult:
-    """Run the selection pipeline; raises a 422 ``CommandRejected`` for an unusable policy profile.
+    """Run the selection pipeline; refuses an unusable policy profile as ``UNPROCESSABLE``.
     ``derived``: flat metrics computed from the request's series, merged over the flattened ``metrics``."""
     profile = choose_profile(policy, stage)
     rules = effective_rules(policy, profile)

@@ -10,7 +10,7 @@ from domain.effects import Effect, PolicyVersion
 from messages.activation import ActivationEntry
 from messages.apply import ApplyRun, EdgeOverride
 from messages.decisions import DecisionRecord, HistoryEntry
-from messages.errors import not_found
+from messages.errors import Answer, Refusal, Result, not_found
 from messages.evaluation import EvaluationRun
 from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
@@ -44,12 +44,17 @@ class WorldState(msgspec.Struct, kw_only=True):
 
 
 class Outcome(msgspec.Struct, kw_only=True):
-    """What a handler decided: the next state, what to persist (in order), and the caller's reply."""
+    """What a handler decided: the next state, what to persist (in order), the caller's reply, and what
+    happened (``result``): a ``Result``, or a ``Refusal`` that is still audited (its effects are written)."""
 
     state: WorldState
     effects: list[Effect]
     reply: Any
-    status: int = 200
+    result: Answer = Result.OK
+
+    @property
+    def refused(self) -> bool:
+        return isinstance(self.result, Refusal)
 
 
 def require_world(state: WorldState) -> WorldRecord:

@@ -20,7 +20,7 @@ from domain.wvg import context_changes, default_edges, ensure_roots, invalidate_
 from messages.bindings import StrategiesOut
 from messages.commands import AddBindings, CreateWorld, DeleteWorld, PutHistory, SetDecisions, UpdateWorld
 from messages.decisions import HistoryEntry, HistoryOut
-from messages.errors import CommandRejected, conflict, unprocessable
+from messages.errors import CommandRejected, Refusal, Result, conflict, unprocessable
 from messages.worlds import MUTABLE_WORLD_FIELDS, WorldDescription, WorldRecord
 
 
@@ -46,7 +46,7 @@ def create_world(state: WorldState, cmd: CreateWorld, now: datetime) -> Outcome:
     edges, edge_effects = default_edges(state, cmd.correlation_id, now)
     effects = [SaveWorld(record=record), _world_audit("world_created", body, record), *edge_effects]
     new_state = msgspec.structs.replace(state, world=record, edges=edges)
-    return Outcome(state=new_state, effects=effects, reply=record, status=201)
+    return Outcome(state=new_state, effects=effects, reply=record, result=Result.CREATED)
 
 
 def update_world(state: WorldState, cmd: UpdateWorld, now: datetime) -> Outcome:
@@ -79,7 +79,8 @@ def delete_world(state: WorldState, cmd: DeleteWorld, now: datetime) -> Outcome:
     require_world(state)
     active = _active_strategies(state)
     if active and not cmd.force:
-        raise CommandRejected(409, f"world has active strategies: {', '.join(active)}; deactivate them or force")
+        raise CommandRejected(Refusal.CONFLICT,
+                              f"world has active strategies: {', '.join(active)}; deactivate them or force")
     # The cascade below clears the cache in SQL; the audit still says so, before the deletion itself.
     invalidation = [e for e in invalidate_all(state, "world_deleted") if isinstance(e, AuditRecord)]
     effects = [*invalidation, RemoveWorld(),
@@ -87,7 +88,7 @@ def delete_world(state: WorldState, cmd: DeleteWorld, now: datetime) -> Outcome:
                            result={"deleted_at": iso_z(now), "active_strategies": active})]
     new_state = WorldState(world_id=state.world_id, row_version=state.row_version,
                            activation_counter=state.activation_counter)
-    return Outcome(state=new_state, effects=effects, reply=None, status=204)
+    return Outcome(state=new_state, effects=effects, reply=None, result=Result.NO_CONTENT)
 
 
 def _dedupe(items: list[str]) -> list[str]:
@@ -165,7 +166,7 @@ def put_history(state: WorldState, cmd: PutHistory, now: datetime) -> Outcome:
     effects: list[Effect] = [SaveHistory(entry=entry),
                              AuditRecord(event="history_metadata_upserted", request=None, result=result)]
     new_state, evaluation = reevaluate(msgspec.structs.replace(state, history=history), now)
-    return Outcome(state=new_state, effects=effects + evaluation, reply=None, status=204)
+    return Outcome(state=new_state, effects=effects + evaluation, reply=None, result=Result.NO_CONTENT)
 
 
 def history_out(state: WorldState) -> HistoryOut:

@@ -27,7 +27,7 @@ from messages.commands import (
     DeleteNode, DeleteValidation, GetNode, ListEdgeOverrides, ListNodes, LookupValidation, PutEdgeOverride,
     PutNode, StoreValidation,
 )
-from messages.errors import not_found, unprocessable
+from messages.errors import Result, not_found, unprocessable
 from messages.worlds import VALIDATION_CONTEXT_FIELDS, WorldRecord
 from messages.wvg import (
     EdgeOverrideOut, ValidationCacheResponse, ValidationContext, ValidationEntry, WorldNodeRef,
@@ -58,9 +58,9 @@ def _drop(buckets: Buckets[T], node_id: str, domain: str | None) -> Buckets[T]:
     return {**out, node_id: rest} if rest else out
 
 
-def _ok(state: WorldState, reply: Any, status: int = 200) -> Outcome:
+def _ok(state: WorldState, reply: Any, result: Result = Result.OK) -> Outcome:
     """An answer that changes nothing: the actor skips the SQL round trip for an outcome without effects."""
-    return Outcome(state=state, effects=[], reply=reply, status=status)
+    return Outcome(state=state, effects=[], reply=reply, result=result)
 
 
 # --- nodes -------------------------------------------------------------------------------------------
@@ -105,12 +105,12 @@ def delete_node(state: WorldState, cmd: DeleteNode, now: datetime) -> Outcome:
     require_world(state)
     domain = normalise_domain(cmd.execution_domain)
     if domain not in state.nodes.get(cmd.node_id, {}):
-        return _ok(state, None, 204)
+        return _ok(state, None, Result.NO_CONTENT)
     effects: list[Effect] = [RemoveNode(node_id=cmd.node_id, execution_domain=domain),
                              AuditRecord(event="world_node_deleted", request=None,
                                          result={"node_id": cmd.node_id, "execution_domain": domain})]
     new_state = msgspec.structs.replace(state, nodes=_drop(state.nodes, cmd.node_id, domain))
-    return Outcome(state=new_state, effects=effects, reply=None, status=204)
+    return Outcome(state=new_state, effects=effects, reply=None, result=Result.NO_CONTENT)
 
 
 def list_nodes(state: WorldState, query: ListNodes, now: datetime) -> list[WorldNodeRef]:
@@ -269,12 +269,12 @@ def delete_validation(state: WorldState, cmd: DeleteValidation, now: datetime) -
     bucket = state.validations.get(cmd.node_id, {})
     gone = sorted(e.eval_key for d, e in bucket.items() if domain is None or d == domain)
     if not gone:
-        return _ok(state, None, 204)
+        return _ok(state, None, Result.NO_CONTENT)
     result = {"reason": "deleted", "node_id": cmd.node_id, "execution_domain": domain, "eval_keys": gone}
     effects: list[Effect] = [RemoveValidations(node_id=cmd.node_id, execution_domain=domain),
                              AuditRecord(event="validation_cache_invalidated", request=None, result=result)]
     new_state = msgspec.structs.replace(state, validations=_drop(state.validations, cmd.node_id, domain))
-    return Outcome(state=new_state, effects=effects, reply=None, status=204)
+    return Outcome(state=new_state, effects=effects, reply=None, result=Result.NO_CONTENT)
 
 
 def invalidate_all(state: WorldState, reason: str, **detail: Any) -> list[Effect]:

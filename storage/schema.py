@@ -126,14 +126,16 @@ edge_overrides = sa.Table(
 
 # Command ids already applied (Kafka redelivery, client retries), with the reply that was given and a hash
 # of the command's content (NULL on rows from before 0005), so a reused id with other content is refused.
+# ``outcome`` names what happened (storage.remembered); rows from before 0007 hold an HTTP ``status`` instead.
 processed_commands = sa.Table(
     "processed_commands", metadata,
     sa.Column("world_id", sa.String(128), primary_key=True),
     sa.Column("command_id", sa.String(256), primary_key=True),
-    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
     sa.Column("reply", sa.JSON, nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("content_hash", sa.String(80), nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=True),
 )
 
 # Allocation runs (POST /allocations), idempotent by run_id; and each world's latest allocation.

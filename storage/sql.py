@@ -13,6 +13,7 @@ import msgspec
 import sqlalchemy as sa
 
 from domain.idempotency import StoredReply
+from storage.remembered import stored_answer
 from domain.state import WorldState
 from messages.audit import AuditEntry, AuditPage
 from messages.decisions import DecisionState
@@ -87,13 +88,16 @@ class SqlStore(SqlWrites):
         """The stored outcome of an already applied command id, if any (every Kafka command has an id, so
         this runs once per Kafka command: it must not take the writer's lock)."""
         p = t.processed_commands
-        query = sa.select(p.c.status, p.c.reply, p.c.content_hash).where(p.c.world_id == world_id, p.c.command_id == command_id)
+        query = sa.select(p.c.outcome, p.c.status, p.c.reply, p.c.content_hash).where(
+            p.c.world_id == world_id, p.c.command_id == command_id)
         try:
             with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
                 row = conn.execute(query).first()
         except sa.exc.DBAPIError as exc:
             raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
-        return StoredReply(row.status, row.reply, row.content_hash) if row else None
+        if row is None:
+            return None
+        return StoredReply(stored_answer(row.outcome, row.status), row.reply, row.content_hash)
 
     def worlds_with_open_runs(self) -> list[str]:
         r = t.apply_runs

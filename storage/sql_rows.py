@@ -117,7 +117,7 @@ def _ack(item: WriteItem, e: SaveAck) -> dict[str, Any]:
 
 def _command(item: WriteItem, e: RememberCommand) -> dict[str, Any]:
     """A second insert of the same id fails the item: the command was applied concurrently elsewhere."""
-    return {"world_id": item.world_id, "command_id": e.command_id, "status": e.status, "reply": _to(e.reply),
+    return {"world_id": item.world_id, "command_id": e.command_id, "outcome": e.result.value, "reply": _to(e.reply),
             "created_at": item.created_at, "content_hash": e.content_hash}
 
 

@@ -1,5 +1,6 @@
 """Command ids (HTTP ``Idempotency-Key``, Kafka ``command_id``): a repeat gets the first reply, the same id
-with other content is 409 and writes nothing, and rows remembered before content hashes keep replaying."""
+with other content is 409 and writes nothing, and rows remembered before content hashes (0005) or before
+outcome names (0007, when a row held the HTTP status) keep replaying what they first answered."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from messages.commands import external_command_decoder
 from storage import migrate
 from storage import schema as t
 from storage.engine import create_engine
+from storage.remembered import stored_answer
 from tests.conftest import Harness
 
 
@@ -83,3 +85,60 @@ def test_migration_0005_adds_a_nullable_hash_and_keeps_older_rows(tmp_path: Path
     columns = {c["name"] for c in sa.inspect(engine).get_columns("processed_commands")}
     assert "content_hash" not in columns and migrate.current_revision(engine) == "0004"
     engine.dispose()
+
+
+def test_rows_an_older_daemon_wrote_with_a_status_number_replay_that_status(api: Harness) -> None:
+    assert api.client.post("/worlds", json={"id": "w1"}).status_code == 201
+    refused = {"detail": "activation refused by the default-safe rule: allow_live_disabled"}
+    with api.runtime.store.engine.begin() as conn:
+        for key, status, reply in (("old-ok", 200, LEGACY), ("old-refused", 409, refused)):
+            conn.execute(t.processed_commands.insert(), {"world_id": "w1", "command_id": key, "status": status,
+                                                         "reply": reply, "created_at": "2026-01-01T00:00:00Z"})
+    ok, again = _put(api, "old-ok", 0.7), _put(api, "old-refused", 0.7)
+    assert (ok.status_code, ok.json()) == (200, LEGACY)
+    assert (again.status_code, again.json()) == (409, refused)
+    assert _activation_writes(api) == 0
+
+
+def test_a_command_remembered_now_replays_the_same_status_and_body(contract_api: Harness) -> None:
+    h = contract_api
+    created = h.client.post("/worlds", json={"id": "w2"}, headers={"Idempotency-Key": "create-w2"})
+    again = h.client.post("/worlds", json={"id": "w2"}, headers={"Idempotency-Key": "create-w2"})
+    assert created.status_code == 201 and (again.status_code, again.json()) == (201, created.json())
+    with h.runtime.store.engine.connect() as conn:
+        row = conn.execute(sa.select(t.processed_commands.c.outcome, t.processed_commands.c.status)).one()
+    assert tuple(row) == ("created", None)
+
+
+def _processed(engine: sa.Engine) -> list[tuple[str, int | None]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(
+            t.processed_commands.c.command_id, t.processed_commands.c.status).order_by(t.processed_commands.c.command_id))]
+
+
+def test_migration_0007_keeps_older_status_rows_readable_and_downgrades_names_back(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+    migrate.upgrade(engine, "0006")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO processed_commands (world_id, command_id, status, reply, created_at) "
+                             "VALUES ('w1', 'a-old', 204, NULL, 't')"))
+    migrate.upgrade(engine)
+    p = t.processed_commands
+    with engine.begin() as conn:
+        conn.execute(p.insert(), {"world_id": "w1", "command_id": "b-new", "outcome": "created", "reply": None,
+                                  "created_at": "t"})
+        rows = conn.execute(sa.select(p.c.command_id, p.c.outcome, p.c.status).order_by(p.c.command_id)).all()
+    assert [(r.command_id, stored_answer(r.outcome, r.status).value) for r in rows] == [
+        ("a-old", "no_content"), ("b-new", "created")]
+    migrate.downgrade(engine, "0006")
+    assert _processed(engine) == [("a-old", 204), ("b-new", 201)]
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("processed_commands")}
+    assert "outcome" not in columns and migrate.current_revision(engine) == "0006"
+    engine.dispose()
+
+
+def test_a_status_number_an_older_daemon_stored_is_answered_with_that_same_number() -> None:
+    from actors.bridge import STATUS
+    from storage.remembered import LEGACY_STATUS
+
+    assert {status: STATUS[answer] for status, answer in LEGACY_STATUS.items()} == {s: s for s in LEGACY_STATUS}

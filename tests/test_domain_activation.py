@@ -13,6 +13,7 @@ from domain.effects import AuditRecord
 from domain.handle import handle
 from domain.state import WorldState
 from messages.commands import external_command_decoder
+from messages.errors import Refusal
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -67,7 +68,7 @@ def test_refused_command_leaves_state_untouched() -> None:
     state, _ = _world()
     refused = handle(state, _cmd("put_activation", body={"strategy_id": "s", "side": "long", "active": True,
                                                          "effective_mode": "live"}), NOW)
-    assert refused.status == 409 and "allow_live_disabled" in refused.reply.detail
+    assert refused.result == Refusal.CONFLICT and "allow_live_disabled" in refused.reply.detail
     assert [type(e).__name__ for e in refused.effects] == ["AuditRecord"]
     assert refused.effects[0].result["outcome"] == "rejected"
     assert refused.state.activation == {} and refused.state.activation_counter == 0

@@ -13,7 +13,7 @@ from domain.durations import duration_seconds
 from domain.handle import answer, handle
 from domain.state import WorldState
 from messages.commands import external_command_decoder
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 GOOD = {"returns": {"sharpe": 1.2, "max_drawdown": 0.1},
@@ -64,7 +64,7 @@ def test_durations_parse_to_whole_seconds(text: str | None, seconds: int | None)
 def test_other_durations_are_a_422_naming_the_value(text: str) -> None:
     with pytest.raises(CommandRejected) as refused:
         duration_seconds(text)
-    assert refused.value.status == 422 and refused.value.detail == f"invalid duration: {text.strip()!r}"
+    assert refused.value.refusal == Refusal.UNPROCESSABLE and refused.value.detail == f"invalid duration: {text.strip()!r}"
 
 
 def test_a_bad_window_in_the_policy_refuses_status_and_tick() -> None:
@@ -72,7 +72,7 @@ def test_a_bad_window_in_the_policy_refuses_status_and_tick() -> None:
     for kind in ("get_campaign_status", "campaign_tick"):
         with pytest.raises(CommandRejected) as refused:
             answer(state, _cmd(kind), T0)
-        assert (refused.value.status, refused.value.detail) == (422, "invalid duration: 'a fortnight'")
+        assert (refused.value.refusal, refused.value.detail) == (Refusal.UNPROCESSABLE, "invalid duration: 'a fortnight'")
 
 
 # --- status: windows, phases, shortfalls ----------------------------------------------------------------
@@ -180,7 +180,7 @@ def test_status_reports_the_latest_papers_evidence_config_and_filters_by_strateg
 def test_status_of_an_unknown_world_is_404() -> None:
     with pytest.raises(CommandRejected) as refused:
         answer(WorldState(world_id="w"), _cmd("get_campaign_status"), T0)
-    assert refused.value.status == 404
+    assert refused.value.refusal == Refusal.NOT_FOUND
 
 
 # --- tick -------------------------------------------------------------------------------------------------

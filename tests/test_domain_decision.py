@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from domain.decision import Verdict, advance, evaluate, evidence_at, read
 from domain.decision_rules import DecisionRules, parse_duration, parse_rules
 from messages.decisions import DecisionState, HistoryEntry
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
 
@@ -67,7 +67,7 @@ def test_the_documented_example_parses() -> None:
 def test_each_malformed_piece_is_refused_with_its_path(section: dict, message: str) -> None:
     with pytest.raises(CommandRejected) as refused:
         parse_rules(section)
-    assert refused.value.status == 422 and message in refused.value.detail
+    assert refused.value.refusal == Refusal.UNPROCESSABLE and message in refused.value.detail
 
 
 def test_durations() -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 
 from domain.domains import DOMAINS, normalise_domain
 from domain.evalkey import eval_key, eval_key_material
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 
 COMPONENTS = ("node_id", "world_id", "execution_domain", "contract_id", "dataset_fingerprint", "code_version",
               "resource_policy")
@@ -53,7 +53,7 @@ def test_domain_aliases_normalise_to_one_domain_and_one_key(alias: str | None, d
 def test_unknown_domains_are_refused_with_the_accepted_names(bad: str) -> None:
     with pytest.raises(CommandRejected) as refused:
         normalise_domain(bad)
-    assert refused.value.status == 422
+    assert refused.value.refusal == Refusal.UNPROCESSABLE
     assert all(d in refused.value.detail for d in DOMAINS)
     with pytest.raises(CommandRejected):
         eval_key(**{**BASE, "execution_domain": bad})

@@ -13,7 +13,7 @@ from domain.evaluation_report import metric_blocks, recommended_stage, verdict
 from domain.handle import answer, handle
 from domain.state import WorldState
 from messages.commands import external_command_decoder
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 from messages.evaluation import RuleResult
 
 NOW = datetime(2026, 1, 1, 9, 30, 0, 123456, tzinfo=timezone.utc)
@@ -116,7 +116,7 @@ def test_override_needs_reason_actor_and_timestamp_when_approving_and_is_idempot
     state = _evaluate(_world(), strategy_id="s1", run_id="r", metrics={"s1": {"sharpe": 1.0}}).state
     with pytest.raises(CommandRejected) as refused:
         handle(state, _cmd("override_run", strategy_id="s1", run_id="r", body={"status": "approved"}), NOW)
-    assert refused.value.status == 422 and "reason, actor, timestamp" in refused.value.detail
+    assert refused.value.refusal == Refusal.UNPROCESSABLE and "reason, actor, timestamp" in refused.value.detail
     body = {"status": "approved", "reason": "ok", "actor": "alice", "timestamp": "2026-01-01T00:00:00Z"}
     first = handle(state, _cmd("override_run", strategy_id="s1", run_id="r", body=body), NOW)
     assert first.reply.summary.override_status == "approved" and first.reply.revision == 2
@@ -140,10 +140,10 @@ def test_metrics_of_a_run_without_metrics_is_a_coded_conflict() -> None:
     state = _evaluate(_world(), strategy_id="s9", run_id="r").state
     with pytest.raises(CommandRejected) as refused:
         answer(state, _cmd("get_run_metrics", strategy_id="s9", run_id="r"), NOW)
-    assert refused.value.status == 409 and refused.value.body.detail.code == "E_RUN_NOT_EVALUATED"
+    assert refused.value.refusal == Refusal.CONFLICT and refused.value.body.detail.code == "E_RUN_NOT_EVALUATED"
     with pytest.raises(CommandRejected) as missing:
         answer(state, _cmd("get_run", strategy_id="s9", run_id="nope"), NOW)
-    assert (missing.value.status, missing.value.detail) == (404, "evaluation run not found")
+    assert (missing.value.refusal, missing.value.detail) == (Refusal.NOT_FOUND, "evaluation run not found")
 
 
 def test_cohort_records_one_run_per_candidate_and_refuses_candidates_without_metrics() -> None:
@@ -156,4 +156,4 @@ def test_cohort_records_one_run_per_candidate_and_refuses_candidates_without_met
     assert s2.summary.campaign_id == "c1" and s2.summary.campaign_candidates == ["s1", "s2"]
     with pytest.raises(CommandRejected) as refused:
         handle(_world(), _cmd("evaluate_cohort", body={**body, "candidates": ["s1", "s3"]}), NOW)
-    assert refused.value.status == 422 and "missing metrics sources: s3" in refused.value.detail
+    assert refused.value.refusal == Refusal.UNPROCESSABLE and "missing metrics sources: s3" in refused.value.detail

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from domain.gating import GatingPlan, parse_gating, pre_promotion_failure
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 
 # The seed's example (§4-C), verbatim.
 SEED_YAML = """
@@ -72,7 +72,7 @@ def _verdict(policy: Any, stage: str | None = None) -> tuple[str, str]:
     try:
         plan = parse_gating(policy, stage)
     except CommandRejected as exc:
-        assert exc.status == 422
+        assert exc.refusal == Refusal.UNPROCESSABLE
         return "rejected", exc.detail
     assert plan is not None
     return ("downgraded", plan.downgraded) if plan.downgraded else ("accepted", plan.execution_domain or "")
@@ -362,4 +362,4 @@ def test_evidence_that_is_not_a_number_is_refused_before_anything_runs() -> None
     assert PLAN is not None
     with pytest.raises(CommandRejected) as refused:
         pre_promotion_failure(PLAN, ["s1"], {"s1": {"slippage_bp_long": "low"}})
-    assert refused.value.status == 422 and "s1.slippage_bp_long must be a number" in refused.value.detail
+    assert refused.value.refusal == Refusal.UNPROCESSABLE and "s1.slippage_bp_long must be a number" in refused.value.detail

@@ -16,7 +16,7 @@ from domain.live_metrics import aggregate, max_drawdown, sharpe_ratio
 from domain.live_monitoring import judge
 from domain.state import WorldState
 from messages.commands import external_command_decoder
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 SERIES = [0.01, -0.005, 0.02, 0.0]
@@ -203,7 +203,7 @@ def test_a_world_without_a_policy_updates_nothing_and_an_unknown_world_is_404() 
     assert _monitor(state).reply.updated == 0
     with pytest.raises(CommandRejected) as refused:
         _monitor(WorldState(world_id="w"))
-    assert refused.value.status == 404
+    assert refused.value.refusal == Refusal.NOT_FOUND
 
 
 # --- the report -------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from domain.promotions import check_approver, last_completed_apply
 from domain.promotions_apply import apply_promotion, auto_apply, auto_run_id
 from domain.state import WorldState
 from messages.commands import external_command_decoder
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 from messages.promotions import LivePromotionGovernance
 
 NOW = datetime(2026, 1, 1, 9, 30, 0, tzinfo=timezone.utc)
@@ -69,7 +69,7 @@ def test_durations_are_whole_seconds(text: str | None, seconds: int | None) -> N
 def test_a_malformed_duration_is_422(text: str) -> None:
     with pytest.raises(CommandRejected) as refused:
         duration_seconds(text)
-    assert refused.value.status == 422 and "invalid duration" in refused.value.detail
+    assert refused.value.refusal == Refusal.UNPROCESSABLE and "invalid duration" in refused.value.detail
 
 
 def test_absent_governance_means_manual_approval_and_a_required_risk_snapshot() -> None:
@@ -89,7 +89,7 @@ def test_a_bad_governance_block_is_refused_when_the_policy_is_uploaded(block: di
     state = handle(WorldState(world_id="w"), _cmd("create_world", body={"id": "w"}), NOW).state
     with pytest.raises(CommandRejected) as refused:
         handle(state, _cmd("add_policy", body={"policy": {"governance": {"live_promotion": block}}}), NOW)
-    assert refused.value.status == 422 and fragment in refused.value.detail
+    assert refused.value.refusal == Refusal.UNPROCESSABLE and fragment in refused.value.detail
     assert refused.value.detail.startswith("invalid policy")
 
 
@@ -251,23 +251,23 @@ def test_a_world_that_may_not_be_live_is_never_eligible() -> None:
 # --- approvers ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("approvers", "named", "caller", "status"), [
+@pytest.mark.parametrize(("approvers", "named", "caller", "refusal"), [
     (None, None, None, None), (None, "anyone", "someone-else", None), ([], "anyone", None, None),
     (["risk"], "risk", None, None), (["risk"], None, "risk", None), (["risk"], "risk", "risk", None),
     ([" risk "], "risk", None, None),
-    (["risk"], None, None, 422), (["risk"], "  ", None, 422),
-    (["risk"], "ops", None, 403), (["risk"], None, "mallory", 403),
-    (["risk"], "risk", "mallory", 403),  # naming an approver does not make the caller one
-    (["risk", "cro"], "cro", "risk", 403),  # nor may an approver record someone else
+    (["risk"], None, None, Refusal.UNPROCESSABLE), (["risk"], "  ", None, Refusal.UNPROCESSABLE),
+    (["risk"], "ops", None, Refusal.FORBIDDEN_BY_POLICY), (["risk"], None, "mallory", Refusal.FORBIDDEN_BY_POLICY),
+    (["risk"], "risk", "mallory", Refusal.FORBIDDEN_BY_POLICY),  # naming an approver does not make the caller one
+    (["risk", "cro"], "cro", "risk", Refusal.FORBIDDEN_BY_POLICY),  # nor may an approver record someone else
 ])
-def test_approvers(approvers: list[str] | None, named: str | None, caller: str | None, status: int | None) -> None:
+def test_approvers(approvers: list[str] | None, named: str | None, caller: str | None, refusal: Refusal | None) -> None:
     governance = LivePromotionGovernance(approvers=approvers)
-    if status is None:
+    if refusal is None:
         check_approver(governance, named, caller)
         return
     with pytest.raises(CommandRejected) as refused:
         check_approver(governance, named, caller)
-    assert refused.value.status == status
+    assert refused.value.refusal == refusal
 
 
 def test_approve_records_an_override_and_reject_replaces_it() -> None:
@@ -289,7 +289,7 @@ def test_an_approval_stamped_in_the_future_is_refused() -> None:
     body = {"strategy_id": "s1", "run_id": "r1", "reason": "ok", "actor": "risk", "timestamp": "2026-01-01T10:00:00Z"}
     with pytest.raises(CommandRejected) as refused:
         handle(state, _cmd("approve_live_promotion", body=body), NOW)
-    assert refused.value.status == 422
+    assert refused.value.refusal == Refusal.UNPROCESSABLE
 
 
 # --- apply run ids and the apply itself --------------------------------------------------------------------------
@@ -345,4 +345,4 @@ def test_a_repeated_apply_run_id_answers_its_run_and_another_set_under_it_is_409
     other = _cmd("apply_live_promotion", body={"strategy_id": "s1", "run_id": "r2", "apply_run_id": "a1"})
     with pytest.raises(CommandRejected) as refused:
         apply_promotion(state, other, NOW, ApplySettings())
-    assert refused.value.status == 409 and "different plan" in refused.value.detail
+    assert refused.value.refusal == Refusal.CONFLICT and "different plan" in refused.value.detail

@@ -40,7 +40,7 @@ from domain.rebalancing import (
     validate_allocations,
 )
 from domain.rebalancing.scaling import strategy_targets
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 from messages.rebalancing import (
     ALPHA_METRIC_KEYS,
     AllocationUpsertRequest,
@@ -80,10 +80,10 @@ def _one_world(before: float, after: float, positions: list[dict[str, Any]], *, 
     return per_world[world]
 
 
-def _raises(status: int, detail: str, call: Any, *args: Any, **kwargs: Any) -> None:
+def _raises(refusal: Refusal, detail: str, call: Any, *args: Any, **kwargs: Any) -> None:
     with pytest.raises(CommandRejected) as caught:
         call(*args, **kwargs)
-    assert (caught.value.status, caught.value.detail) == (status, detail)
+    assert (caught.value.refusal, caught.value.detail) == (refusal, detail)
 
 
 # --- the reference's worked example (§6.2) -------------------------------------------------------------
@@ -240,7 +240,7 @@ def test_a_world_losing_its_whole_allocation_is_liquidated() -> None:
 def test_a_plan_that_overflows_is_refused_not_answered_with_inf() -> None:
     request = _request(total_equity=1.0, world_alloc_before={"w": 1e-300}, world_alloc_after={"w": 1.0},
                        positions=[_slice("w", "s", "BTC", 1e300, 1e10)])
-    _raises(422, OVERFLOW_DETAIL, plan_scaling, request)
+    _raises(Refusal.UNPROCESSABLE, OVERFLOW_DETAIL, plan_scaling, request)
 
 
 # --- lot rounding ----------------------------------------------------------------------------------------
@@ -317,16 +317,16 @@ def test_overlay_uses_the_given_world_scale_and_skips_unknowable_or_small_change
      "overlay.price_by_symbol must be positive for instrument 'ES'"),
 ])
 def test_overlay_config_errors_are_422_with_the_reference_messages(overlay: Any, detail: str) -> None:
-    _raises(422, detail, plan_overlay, _overlay_request(overlay))
-    _raises(422, detail, plan_rebalance, _overlay_request(overlay))
+    _raises(Refusal.UNPROCESSABLE, detail, plan_overlay, _overlay_request(overlay))
+    _raises(Refusal.UNPROCESSABLE, detail, plan_rebalance, _overlay_request(overlay))
 
 
 # --- hybrid, negotiation, the v1/v2 answer (§6.5) --------------------------------------------------------
 
 def test_hybrid_is_501_everywhere() -> None:
-    _raises(501, HYBRID_DETAIL, plan_rebalance, _worked_example(mode="hybrid"))
-    _raises(501, HYBRID_DETAIL, compute_plan, _worked_example(mode="hybrid"))
-    _raises(501, HYBRID_DETAIL, validate_allocations, _upsert(world_allocations={"a": 0.5}, mode="hybrid"))
+    _raises(Refusal.NOT_IMPLEMENTED, HYBRID_DETAIL, plan_rebalance, _worked_example(mode="hybrid"))
+    _raises(Refusal.NOT_IMPLEMENTED, HYBRID_DETAIL, compute_plan, _worked_example(mode="hybrid"))
+    _raises(Refusal.NOT_IMPLEMENTED, HYBRID_DETAIL, validate_allocations, _upsert(world_allocations={"a": 0.5}, mode="hybrid"))
 
 
 @pytest.mark.parametrize(("requested", "compat", "required", "expected"), [
@@ -347,15 +347,15 @@ def test_hybrid_is_501_everywhere() -> None:
 ])
 def test_negotiation_table(requested: int | None, compat: bool, required: bool, expected: int) -> None:
     if expected == 400:
-        _raises(400, V2_REQUIRED_DETAIL, negotiate, requested, compat, required)
+        _raises(Refusal.INVALID, V2_REQUIRED_DETAIL, negotiate, requested, compat, required)
     else:
         assert negotiate(requested, compat, required) == expected
 
 
 def test_the_v2_requirement_is_checked_before_planning_but_after_the_hybrid_check() -> None:
     broken = _overlay_request(None)  # planning it would be a 422
-    _raises(400, V2_REQUIRED_DETAIL, plan_rebalance, broken, alpha_metrics_required=True)
-    _raises(501, HYBRID_DETAIL, plan_rebalance, _worked_example(mode="hybrid"), alpha_metrics_required=True)
+    _raises(Refusal.INVALID, V2_REQUIRED_DETAIL, plan_rebalance, broken, alpha_metrics_required=True)
+    _raises(Refusal.NOT_IMPLEMENTED, HYBRID_DETAIL, plan_rebalance, _worked_example(mode="hybrid"), alpha_metrics_required=True)
 
 
 def test_v1_answers_carry_no_v2_fields_and_v2_answers_always_do() -> None:
@@ -452,13 +452,13 @@ def test_alpha_metrics_are_always_finite(series: list[float]) -> None:
 # --- allocations (§1.5, §6.7) ---------------------------------------------------------------------------
 
 def test_allocation_validation() -> None:
-    _raises(422, EMPTY_ALLOCATIONS_DETAIL, validate_allocations, _upsert(world_allocations={}))
-    _raises(422, "Allocation ratios must be between 0 and 1: a, c", validate_allocations,
+    _raises(Refusal.UNPROCESSABLE, EMPTY_ALLOCATIONS_DETAIL, validate_allocations, _upsert(world_allocations={}))
+    _raises(Refusal.UNPROCESSABLE, "Allocation ratios must be between 0 and 1: a, c", validate_allocations,
             _upsert(world_allocations={"c": 1.5, "b": 1.0, "a": -0.1, "d": 0.0}))
     validate_allocations(_upsert(world_allocations={"a": 0.0, "b": 1.0}))
-    _raises(422, OVERLAY_REQUIRED_DETAIL, validate_allocations,
+    _raises(Refusal.UNPROCESSABLE, OVERLAY_REQUIRED_DETAIL, validate_allocations,
             _upsert(world_allocations={"a": 1.0}, mode="overlay"))
-    _raises(422, "overlay.instrument_by_world missing world 'a'", validate_allocations,
+    _raises(Refusal.UNPROCESSABLE, "overlay.instrument_by_world missing world 'a'", validate_allocations,
             _upsert(world_allocations={"a": 1.0}, mode="overlay",
                     overlay={"instrument_by_world": {"b": "ES"}, "price_by_symbol": {"ES": 1.0}}))
 
@@ -485,8 +485,8 @@ def test_replay_rules() -> None:
     request = _upsert(world_allocations={"a": 0.5})
     etag = allocation_etag(request)
     check_replay(request, etag, etag)
-    _raises(409, RUN_CONFLICT_DETAIL, check_replay, request, etag, "blake3:other")
-    _raises(409, ETAG_MISMATCH_DETAIL, check_replay, _upsert(world_allocations={"a": 0.5}, etag="blake3:x"),
+    _raises(Refusal.CONFLICT, RUN_CONFLICT_DETAIL, check_replay, request, etag, "blake3:other")
+    _raises(Refusal.CONFLICT, ETAG_MISMATCH_DETAIL, check_replay, _upsert(world_allocations={"a": 0.5}, etag="blake3:x"),
             etag, etag)
     check_replay(_upsert(world_allocations={"a": 0.5}, etag=etag), etag, etag)
 

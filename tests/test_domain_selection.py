@@ -22,7 +22,7 @@ from domain.selection import (
     profile_thresholds,
     select,
 )
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 from messages.policies import Policy, Selection, Threshold
 
 
@@ -191,7 +191,7 @@ def test_parse_correlations_canonical_form() -> None:
 def test_parse_correlations_rejects_with_422(raw: Any, message: str) -> None:
     with pytest.raises(CommandRejected) as caught:
         parse_correlations(raw)
-    assert caught.value.status == 422
+    assert caught.value.refusal == Refusal.UNPROCESSABLE
     assert message in caught.value.detail
 
 
@@ -322,13 +322,13 @@ def test_profile_thresholds_override_a_policy_threshold_of_the_same_name() -> No
 def test_unusable_profile_is_422(profile: dict[str, Any]) -> None:
     with pytest.raises(CommandRejected) as caught:
         _run({"validation_profiles": {"backtest": profile}}, {"s1": {"sharpe": 1.0}})
-    assert caught.value.status == 422 and "validation profile 'backtest'" in caught.value.detail
+    assert caught.value.refusal == Refusal.UNPROCESSABLE and "validation profile 'backtest'" in caught.value.detail
 
 
 def test_nan_threshold_bound_is_422() -> None:
     with pytest.raises(CommandRejected) as caught:
         select(Policy(thresholds={"t": Threshold(metric="m", min=math.nan)}), {}, [], {})
-    assert caught.value.status == 422
+    assert caught.value.refusal == Refusal.UNPROCESSABLE
 
 
 # --- metric flattening ---------------------------------------------------------------------------------

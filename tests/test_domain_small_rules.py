@@ -14,7 +14,7 @@ from domain.handle import answer, handle
 from domain.state import WorldState
 from domain.timefmt import MAX_CLIENT_SKEW, refuse_future
 from messages.commands import external_command_decoder
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -79,7 +79,7 @@ def test_the_activation_set_is_the_hashed_document() -> None:
     assert out.etag == "actset:w:" + out.state_hash.removeprefix("blake3:")
     with pytest.raises(CommandRejected) as missing:
         activation_set(WorldState(world_id="gone"))
-    assert missing.value.status == 404
+    assert missing.value.refusal == Refusal.NOT_FOUND
 
 
 def test_refuse_future_allows_exactly_the_documented_skew() -> None:
@@ -90,6 +90,6 @@ def test_refuse_future_allows_exactly_the_documented_skew() -> None:
     refuse_future("as_of", None, NOW)
     with pytest.raises(CommandRejected) as ahead:
         refuse_future("data_end", (NOW + timedelta(seconds=2, milliseconds=1)).isoformat(), NOW)
-    assert ahead.value.status == 422 and ahead.value.detail.startswith("data_end is 2.001s ahead")
+    assert ahead.value.refusal == Refusal.UNPROCESSABLE and ahead.value.detail.startswith("data_end is 2.001s ahead")
     with pytest.raises(CommandRejected):
         refuse_future("as_of", "2026-01-01T00:00:03", NOW)  # naive means UTC

@@ -10,6 +10,7 @@ import pykka
 from actors.sql_writer import SqlWriter, WriteRequest
 from domain.effects import AuditRecord, OutboxEvent, RememberCommand
 from storage.sql import StaleWriter, WriteItem
+from messages.errors import Result
 
 
 def test_concurrent_writes_share_commits(api) -> None:
@@ -49,7 +50,7 @@ def _event_item(world_id: str, expected: int, n: int, command_id: str | None = N
     effects: list = [AuditRecord(event="probe", request=None, result={"n": n}),
                      OutboxEvent(topic="activation", key=world_id, cloudevent={"id": f"{world_id}-{n}"})]
     if command_id is not None:
-        effects.append(RememberCommand(command_id=command_id, status=200, reply={"n": n}))
+        effects.append(RememberCommand(command_id=command_id, result=Result.OK, reply={"n": n}))
     return WriteItem(world_id=world_id, expected_version=expected, activation_counter=n, effects=effects)
 
 

@@ -17,7 +17,7 @@ from domain.evalkey import eval_key
 from domain.handle import handle
 from domain.state import WorldState
 from messages.commands import external_command_decoder
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 from tests.conftest import Harness, make_config
 
 CONTEXT = {"node_id": "n1", "execution_domain": "live", "contract_id": "contract-a", "dataset_fingerprint": "ds-2025",
@@ -225,7 +225,7 @@ def test_manual_edge_changes_wait_for_an_open_apply_run() -> None:
     with pytest.raises(CommandRejected) as refused:
         handle(started.state, _command("put_edge_override", src_node_id="a", dst_node_id="b", body={"active": True}),
                now)
-    assert refused.value.status == 409 and "apply in progress" in refused.value.detail
+    assert refused.value.refusal == Refusal.CONFLICT and "apply in progress" in refused.value.detail
 
 
 def _command(kind: str, **fields: Any) -> Any:

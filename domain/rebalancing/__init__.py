@@ -5,7 +5,8 @@
   ``contract``: mode checks, schema negotiation and the v1/v2 answer, ``allocations``: ``POST /allocations``
   validation, etag, replay rules and planning against stored allocations.
 
-Every refusal is a ``messages.errors.CommandRejected`` carrying the reference's status and detail.
+Every refusal is a ``messages.errors.CommandRejected`` naming what happened (its ``Refusal``, which the edge
+maps to the reference's status) with the reference's detail.
 """
 
 from domain.rebalancing.allocations import (

@@ -17,7 +17,7 @@ import msgspec
 from domain.rebalancing.alpha import alpha_metrics
 from domain.rebalancing.overlay import plan_overlay
 from domain.rebalancing.scaling import plan_scaling
-from messages.errors import CommandRejected
+from messages.errors import CommandRejected, Refusal
 from messages.rebalancing import (
     MultiWorldRebalanceRequest,
     MultiWorldRebalanceResponse,
@@ -40,7 +40,7 @@ class RebalancePlan(msgspec.Struct, kw_only=True):
 
 def reject_hybrid(mode: str) -> None:
     if mode.lower() == "hybrid":
-        raise CommandRejected(501, HYBRID_DETAIL)
+        raise CommandRejected(Refusal.NOT_IMPLEMENTED, HYBRID_DETAIL)
 
 
 def max_supported_version(compat_rebalance_v2: bool) -> int:
@@ -55,7 +55,7 @@ def negotiate(requested: int | None, compat_rebalance_v2: bool, alpha_metrics_re
     ``compat_rebalance_v2`` is accepted and answered as v1.
     """
     if alpha_metrics_required and (requested or 1) < 2:
-        raise CommandRejected(400, V2_REQUIRED_DETAIL)
+        raise CommandRejected(Refusal.INVALID, V2_REQUIRED_DETAIL)
     return min(max(requested or 1, 1), max_supported_version(compat_rebalance_v2))
 
 

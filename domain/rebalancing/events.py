@@ -12,6 +12,7 @@ from domain.events import cloudevent
 from domain.hashing import blake3_hex, canonical_json
 from domain.state import Outcome, WorldState
 from messages.commands import RecordRebalance
+from messages.errors import Result
 from messages.rebalancing import RebalanceNotice, WorldPlan
 
 REBALANCING_TOPIC = "rebalancing_planned"
@@ -44,7 +45,7 @@ def record_rebalance(state: WorldState, cmd: RecordRebalance, now: datetime) -> 
     """Recorded for any world id the plan names, as the reference does: positions may belong to a world
     this service does not (yet) hold."""
     effects = rebalance_effects(state.world_id, cmd.body, cmd.correlation_id, now)
-    return Outcome(state=state, effects=effects, reply=None, status=204)
+    return Outcome(state=state, effects=effects, reply=None, result=Result.NO_CONTENT)
 
 
 def allocation_effects(world_id: str, snapshot: dict[str, Any], plan: WorldPlan | None, correlation_id: str | None,

@@ -79,7 +79,7 @@ def _overlay_delta(request: MultiWorldRebalanceRequest, overlay: OverlayConfig, 
 
 def plan_overlay(request: MultiWorldRebalanceRequest,
                  scale_by_world: Mapping[str, float] | None = None) -> list[SymbolDelta]:
-    """Overlay deltas for ``request``; raises a 422 ``CommandRejected`` for a missing or unusable config."""
+    """Overlay deltas for ``request``; refuses a missing or unusable config as ``UNPROCESSABLE``."""
     overlay = validate_overlay(request.overlay, request.world_alloc_after)
     notionals = _world_notionals(request.positions)
     deltas = (_overlay_delta(request, overlay, world_id, notionals.get(world_id, 0.0), scale_by_world or {})

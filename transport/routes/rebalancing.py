@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody
 
+from actors.bridge import STATUS
 from actors.storage_reader import WorldAllocations
 from domain.rebalancing import allocation_snapshot, plan_rebalance
 from messages import commands as c
@@ -35,7 +36,7 @@ async def _planned(request: Request, data: MultiWorldRebalanceRequest) -> MultiW
         return await asyncio.to_thread(plan_rebalance, data, compat_rebalance_v2=flags.compat_rebalance_v2,
                                        alpha_metrics_required=flags.alpha_metrics_required)
     except CommandRejected as exc:
-        return Response(content=ErrorBody(detail=exc.detail), status_code=exc.status)
+        return Response(content=ErrorBody(detail=exc.detail), status_code=STATUS[exc.refusal])
 
 
 class RebalancingController(Controller):
