@@ -18,6 +18,7 @@ from actors.bus import OutboxRelay, Publisher, Relay
 from actors.directory import Directory
 from actors.directory_messages import noop_reply, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
+from actors.routes import Routes
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.storage_reader import StorageRead, StorageReader
 from actors.world import WorldActor
@@ -42,8 +43,9 @@ class ActorSystem:
         self.writer = SqlWriter.start(store, actors.group_commit_max, on_commit=self._on_commit)
         self.relay = OutboxRelay.start(store, publisher, self.clock, self._mark_sent, topics=topics)
         self.projection = ActivationStoreActor.start(projection_store).proxy()
+        self.routes = Routes(monotonic)  # resident worlds, reached without the Directory's hop
         self.directory = Directory.start(self._spawn_world, monotonic, actors.idle_timeout_s,
-                                         actors.max_resident_worlds)
+                                         actors.max_resident_worlds, routes=self.routes)
         self.acks = AckIntake.start(self.send, metrics=self.metrics)  # sequences Gateway ACKs per run
         self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
         self.reader = StorageReader.start(store)  # the edges' cross-world reads: never SQL on the event loop
@@ -64,7 +66,7 @@ class ActorSystem:
     def send(self, request: Request) -> None:
         if isinstance(request.command, UpsertAllocations):
             self.allocations.tell(request)  # cross-world: the coordinator takes the worlds itself
-        else:
+        elif not self.routes.deliver(request):  # not resident (or being passivated): the Directory
             self.directory.tell(request)
 
     def receive_ack(self, received: AckReceived) -> None:

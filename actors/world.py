@@ -2,10 +2,17 @@
 
 A mutation is handled by a pure domain function, its effects are committed through the SqlWriter (the
 reply waits for the commit), the activation projection is updated, and only then is the caller answered.
+
+Plain mutations are batched and pipelined: a wake-up takes every plain mutation already waiting in the
+mailbox, handles each against the evolving state (a refused one changes nothing for the others), sends
+one write for them all and moves on; the commit's completion answers the callers (``world_commits``).
+Everything else (reads, apply runs, the allocation hold) first waits for the commits in flight, then takes
+the path where the world itself waits for its commit.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -18,12 +25,13 @@ from actors.bridge import Reply, Request, error_reply
 from actors.ack_intake import AckNote, PhaseAcknowledged, RunView
 from actors.apply_driver import ApplyDriver, apply_settings, to_reply
 from actors.directory_messages import RunOpen, WorldStopped, WorldVacant
-from actors.sql_writer import WriteRequest
+from actors.sql_writer import WriteBatch, WriteRequest
+from actors.world_commits import Batch, Commit, Epoch, UnknownOutcome, failure_reply
 from config import Config
 from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
-from domain.idempotency import command_hash, replayed
+from domain.idempotency import StoredReply, command_hash, replayed
 from domain.state import Outcome, WorldState, require_world
 from messages.decisions import DecisionHistoryOut
 from domain.timefmt import iso_z, parse_iso
@@ -37,12 +45,6 @@ from messages.kinds import kind_of
 from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 
 log = structlog.get_logger("worldservice.world")
-
-
-class _UnknownOutcome(Exception):
-    """The commit did not answer in time: whether it landed is unknown, so state is reloaded."""
-
-
 
 
 class WorldActor(pykka.ThreadingActor):
@@ -61,6 +63,10 @@ class WorldActor(pykka.ThreadingActor):
         self._tell_directory = tell_directory
         config = config if config is not None else Config()
         self._write_timeout_s = config.worldservice.actors.write_timeout_s
+        self._max_batch = config.worldservice.actors.group_commit_max
+        self._epoch = Epoch()
+        self._tail: Commit | None = None  # the last batch sent, until known committed
+        self._pending_ids: dict[str, StoredReply] = {}  # command ids handled but maybe not yet committed
         self._driver = ApplyDriver(world_id, lambda: self._state, self._persist, clock,
                                    apply_settings(config), self._metrics)
         self._run_open = False
@@ -69,21 +75,46 @@ class WorldActor(pykka.ThreadingActor):
         self.state: WorldState | None = None  # loaded lazily so a storage outage is an error reply, not a hang
 
     def on_receive(self, message: object) -> None:
-        if isinstance(message, Request) and self._deferring(message):
+        if isinstance(message, Request):
+            self._receive(message, take_waiting=True)
+
+    def _receive(self, message: Request, take_waiting: bool) -> None:
+        if self._deferring(message):
             self._deferred.append(message)
             return
-        if isinstance(message, Request) and isinstance(message.command, ReleaseAllocation):
+        if isinstance(message.command, ReleaseAllocation):
             self._release(message)  # never through loading: a storage error must not keep the world held
             return
-        if isinstance(message, Request):
-            try:
-                reply = self._serve(message)
-            except BaseException:  # even a failing logger must not leave a caller waiting forever
-                self.state = None
-                reply = error_reply(500, "internal error; retry")
-            self._report_status()  # before the reply: a caller that reads residency next sees it settled
-            if reply is not None:
-                message.reply(reply)
+        if self._batchable(message):
+            self._serve_batch([message, *self._take_waiting()] if take_waiting else [message])
+            self._report_status()
+            return
+        try:
+            self._settle_commits()  # what follows reads (or waits for) committed state
+            reply = self._serve(message)
+        except BaseException:  # even a failing logger must not leave a caller waiting forever
+            self.state = None
+            reply = error_reply(500, "internal error; retry")
+        self._report_status()  # before the reply: a caller that reads residency next sees it settled
+        if reply is not None:
+            message.reply(reply)
+
+    def _batchable(self, request: Request) -> bool:
+        """A plain mutation: handled by the domain alone, so it can share a batch and a commit."""
+        command = request.command
+        return (self._held_by is None and is_mutation(command) and type(command) not in self._APPLY_HANDLERS
+                and not isinstance(command, ReleaseAllocation))
+
+    def _take_waiting(self) -> list[Request]:
+        """The plain mutations queued right behind this one. Peeked under the inbox's own lock, so the
+        first message that is not one stays first in line for the ordinary loop (order is kept)."""
+        inbox, taken = self.actor_inbox, []
+        with inbox.mutex:  # type: ignore[attr-defined]
+            queue = inbox.queue  # type: ignore[attr-defined]
+            while queue and len(taken) < self._max_batch and isinstance(queue[0].message, Request) \
+                    and self._batchable(queue[0].message):
+                taken.append(queue.popleft().message)
+        return taken
 
     def _deferring(self, request: Request) -> bool:
         """While an allocation run holds this world, everything but its release waits, in order."""
@@ -111,9 +142,10 @@ class WorldActor(pykka.ThreadingActor):
         request.reply(Reply(status=204))
         deferred, self._deferred = self._deferred, []
         for waiting in deferred:
-            self.on_receive(waiting)
+            self._receive(waiting, take_waiting=False)  # the mailbox's messages came after these
 
     def on_stop(self) -> None:
+        self._settle_commits()  # a successor loads from SQL: what this actor sent is committed first
         for waiting in self._deferred:
             waiting.reply(error_reply(503, "world stopped while held; retry"))
 
@@ -142,7 +174,7 @@ class WorldActor(pykka.ThreadingActor):
             bound.error("world_fenced_off")
             self._stop_fenced()
             reply = self._reset(request, 503, "world was changed by another writer; retry")
-        except _UnknownOutcome:
+        except UnknownOutcome:
             bound.error("commit_unanswered")
             reply = self._reset(request, 503, "the write's outcome is unknown; read the world before retrying")
         except Exception as exc:  # an actor must outlive any one command: reload and answer
@@ -249,6 +281,131 @@ class WorldActor(pykka.ThreadingActor):
         ApplyPromotion: _promote, AutoApplyPromotion: _promote,
     }
 
+    # --- batches: plain mutations, pipelined -------------------------------------------------------
+
+    def _serve_batch(self, requests: list[Request]) -> None:
+        self._learn_failures()
+        try:
+            self._loaded()
+        except Exception as exc:  # noqa: BLE001 - nothing was handled: every caller hears why
+            log.error("world_load_failed", world_id=self.world_id, error=repr(exc))
+            self.state = None
+            for request in requests:
+                request.reply(failure_reply(exc, True))
+            return
+        batch, now = Batch(), self._clock()
+        for n, request in enumerate(requests):
+            try:
+                self._batch_one(batch, request, now)
+            except Exception as exc:  # noqa: BLE001 - a bug in one command: the rest go on a reloaded state
+                log.exception("command_failed", world_id=self.world_id, error=repr(exc))
+                batch.answer(request, error_reply(500, "internal error; retry"), lambda _: None)
+                self._send(batch)
+                self._settle_commits()
+                self.state = None
+                self._serve_batch(requests[n + 1:])
+                return
+        self._send(batch)
+
+    def _batch_one(self, batch: Batch, request: Request, now: datetime) -> None:
+        command = request.command
+        bound = log.bind(world_id=self.world_id, kind=type(command).__name__,
+                         correlation_id=command.correlation_id)
+        account: Callable[[Reply], None] = lambda reply: self._account(command, reply, bound)  # noqa: E731
+        try:
+            reply, outcome = self._speculate(command, now)
+        except CommandRejected as exc:  # refused: the state is untouched, the others go on
+            reply = error_reply(exc.status, exc.detail) if exc.body is None else Reply(exc.status, exc.body)
+            outcome = None
+        except StorageUnavailable as exc:  # the command id could not be looked up
+            reply, outcome = failure_reply(exc, True), None
+        if outcome is None or not outcome.effects:
+            if outcome is not None:
+                self.state = outcome.state
+            batch.answer(request, reply, account)
+            return
+        state = self._state
+        item = WriteItem(world_id=self.world_id, expected_version=state.row_version,
+                         activation_counter=outcome.state.activation_counter, effects=outcome.effects,
+                         actor=command.actor, correlation_id=command.correlation_id, created_at=iso_z(now))
+        outcome.state.row_version = state.row_version + 1
+        self.state = outcome.state
+        index = batch.write(item, lambda runs=state.runs: self._committed(outcome, runs))
+        batch.answer(request, reply, account, item=index)
+
+    def _speculate(self, command: Command, now: datetime) -> tuple[Reply, Outcome | None]:
+        """``_mutate`` for a batch: a command id may be in flight still, so memory is asked before SQL."""
+        if command.command_id is None:
+            outcome = handle(self._state, command, now)
+            return to_reply(outcome), outcome
+        digest = command_hash(command)
+        stored = self._pending_ids.get(command.command_id) or \
+            self._store.command_reply(self.world_id, command.command_id)
+        if stored is not None:  # a redelivered command: the first outcome, not a second application
+            return Reply(*replayed(command.command_id, stored, digest)), None
+        outcome = handle(self._state, command, now)
+        reply = msgspec.to_builtins(outcome.reply)
+        outcome.effects.append(RememberCommand(command_id=command.command_id, status=outcome.status,
+                                               reply=reply, content_hash=digest))
+        self._pending_ids[command.command_id] = StoredReply(outcome.status, reply, digest)
+        return to_reply(outcome), outcome
+
+    def _send(self, batch: Batch) -> None:
+        """One write for the batch; answers that wrote nothing follow the last commit in flight."""
+        if not batch.items:
+            if self._tail is None:
+                for answer in batch.answers:
+                    answer.account(answer.reply)
+                    answer.request.reply(answer.reply)
+            else:
+                self._tail.follow(batch.answers)
+            return
+        commit = Commit(self._epoch, batch, self._tail)
+        self._tail = commit
+        try:
+            self._writer.tell(WriteBatch(items=batch.items, dones=commit.slots()))
+        except pykka.ActorDeadError:  # stopping: nothing was written
+            for slot in commit.slots():
+                slot.set(StorageUnavailable("the writer is stopped"))
+
+    def _settle_commits(self) -> None:
+        """Wait for the commits in flight (up to the write timeout), then learn how they ended."""
+        tail = self._tail
+        if tail is not None and not tail.wait(max(0.0, tail.sent_at + self._write_timeout_s - time.monotonic())):
+            self._expire_in_flight()
+        self._learn_failures()
+        if self._tail is not None and self._tail.done:
+            self._tail = None
+            self._pending_ids.clear()  # all committed: SQL answers for these ids now
+
+    def _expire_in_flight(self) -> None:
+        commit = self._tail
+        while commit is not None:
+            prev = commit.prev
+            commit.expire()
+            commit = prev
+
+    def _learn_failures(self) -> None:
+        """A failed commit (or one unanswered past the write timeout): memory is ahead of SQL, so it is
+        dropped and the next batch starts from what SQL holds, in a fresh epoch."""
+        tail = self._tail
+        if tail is not None and not tail.done and time.monotonic() - tail.sent_at > self._write_timeout_s:
+            self._expire_in_flight()
+        failure = self._epoch.failure
+        if failure is None:
+            return
+        log.error(_FAILURE_EVENTS.get(type(failure), "command_failed"), world_id=self.world_id,
+                  error=repr(failure))
+        self._epoch, self._tail = Epoch(), None
+        self._pending_ids.clear()
+        self._reset_memory(failure_reply(failure, True))
+        if isinstance(failure, StaleWriter):
+            self._stop_fenced()
+
+    def _reset_memory(self, reply: Reply) -> None:
+        self.state = None
+        self._driver.release_parked(reply, None)  # type: ignore[arg-type]
+
     # --- persistence -----------------------------------------------------------------------------
 
     def _persist(self, outcome: Outcome, actor: str | None, correlation_id: str | None, now: datetime) -> None:
@@ -264,12 +421,18 @@ class WorldActor(pykka.ThreadingActor):
         try:
             result = done.get(timeout=self._write_timeout_s)
         except pykka.Timeout:
-            raise _UnknownOutcome() from None
+            raise UnknownOutcome() from None
         if result is not None:
             raise result
         outcome.state.row_version = before + 1
         previous_runs = self._state.runs
         self.state = outcome.state
+        self._committed(outcome, previous_runs)
+
+    def _committed(self, outcome: Outcome, previous_runs: dict[str, ApplyRun]) -> None:
+        """After the commit, before any caller of it is answered: the projection, the ACK intake's run
+        views and the run counters. Runs on the writer's thread for a pipelined batch, so it reads only
+        ``outcome`` (never ``self.state``, which may be ahead by later batches)."""
         self._project(outcome)
         changed: set[str] = set()
         for effect in outcome.effects:
@@ -279,8 +442,8 @@ class WorldActor(pykka.ThreadingActor):
             elif isinstance(effect, SaveAck):
                 self._observe_ack(previous_runs.get(effect.run_id))
                 changed.add(effect.run_id)
-        for run_id in sorted(changed):  # told before any caller of this commit is answered
-            run = self._state.runs.get(run_id)
+        for run_id in sorted(changed):
+            run = outcome.state.runs.get(run_id)
             if run is not None:
                 self._tell_acks(RunView(world_id=self.world_id, run=run))
 
@@ -322,7 +485,12 @@ class WorldActor(pykka.ThreadingActor):
         GetAudit: _audit, GetDecisionHistory: _decision_history,
     }
 
-    def _stop_fenced(self) -> None:
-        self._tell_directory(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))
-        self.stop()
 
+    def _stop_fenced(self) -> None:
+        """The Directory stops this actor (as a passivation: withdrawn from routing first, then drained),
+        so no request sent to it meanwhile is lost."""
+        self._tell_directory(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))
+
+
+_FAILURE_EVENTS: dict[type, str] = {StorageUnavailable: "storage_unavailable", StaleWriter: "world_fenced_off",
+                                    UnknownOutcome: "commit_unanswered"}
