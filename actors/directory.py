@@ -85,7 +85,7 @@ class Directory(pykka.ThreadingActor):
             self._make_room()
             ref = self._spawn(world_id)
             self._actors[world_id] = ref
-            self.routes.publish(world_id, ref)  # later requests of this world follow any detoured one
+        self.routes.publish(world_id, ref)  # again each time: a dead entry the edge dropped comes back
         self.routes.touch(world_id)
         return ref
 
