@@ -12,7 +12,6 @@ the path where the world itself waits for its commit.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -25,8 +24,9 @@ from actors.bridge import Reply, Request, error_reply
 from actors.ack_intake import AckNote, PhaseAcknowledged, RunView
 from actors.apply_driver import ApplyDriver, apply_settings, to_reply
 from actors.directory_messages import RunOpen, WorldStopped, WorldVacant
-from actors.sql_writer import WriteBatch, WriteRequest
-from actors.world_commits import Batch, Commit, Epoch, UnknownOutcome, failure_reply
+from actors.sql_writer import WriteRequest
+from actors.world_batch import BatchedMutations
+from actors.world_commits import Commit, Epoch, UnknownOutcome
 from config import Config
 from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
@@ -47,7 +47,7 @@ from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 log = structlog.get_logger("worldservice.world")
 
 
-class WorldActor(pykka.ThreadingActor):
+class WorldActor(BatchedMutations, pykka.ThreadingActor):
     def __init__(self, world_id: str, store: SqlStore, writer: pykka.ActorRef, projection: Any,
                  clock: Callable[[], datetime], tell_directory: Callable[[object], None],
                  config: Config | None = None, metrics: ActorMetrics | None = None,
@@ -281,131 +281,6 @@ class WorldActor(pykka.ThreadingActor):
         ApplyPromotion: _promote, AutoApplyPromotion: _promote,
     }
 
-    # --- batches: plain mutations, pipelined -------------------------------------------------------
-
-    def _serve_batch(self, requests: list[Request]) -> None:
-        self._learn_failures()
-        try:
-            self._loaded()
-        except Exception as exc:  # noqa: BLE001 - nothing was handled: every caller hears why
-            log.error("world_load_failed", world_id=self.world_id, error=repr(exc))
-            self.state = None
-            for request in requests:
-                request.reply(failure_reply(exc, True))
-            return
-        batch, now = Batch(), self._clock()
-        for n, request in enumerate(requests):
-            try:
-                self._batch_one(batch, request, now)
-            except Exception as exc:  # noqa: BLE001 - a bug in one command: the rest go on a reloaded state
-                log.exception("command_failed", world_id=self.world_id, error=repr(exc))
-                batch.answer(request, error_reply(500, "internal error; retry"), lambda _: None)
-                self._send(batch)
-                self._settle_commits()
-                self.state = None
-                self._serve_batch(requests[n + 1:])
-                return
-        self._send(batch)
-
-    def _batch_one(self, batch: Batch, request: Request, now: datetime) -> None:
-        command = request.command
-        bound = log.bind(world_id=self.world_id, kind=type(command).__name__,
-                         correlation_id=command.correlation_id)
-        account: Callable[[Reply], None] = lambda reply: self._account(command, reply, bound)  # noqa: E731
-        try:
-            reply, outcome = self._speculate(command, now)
-        except CommandRejected as exc:  # refused: the state is untouched, the others go on
-            reply = error_reply(exc.status, exc.detail) if exc.body is None else Reply(exc.status, exc.body)
-            outcome = None
-        except StorageUnavailable as exc:  # the command id could not be looked up
-            reply, outcome = failure_reply(exc, True), None
-        if outcome is None or not outcome.effects:
-            if outcome is not None:
-                self.state = outcome.state
-            batch.answer(request, reply, account)
-            return
-        state = self._state
-        item = WriteItem(world_id=self.world_id, expected_version=state.row_version,
-                         activation_counter=outcome.state.activation_counter, effects=outcome.effects,
-                         actor=command.actor, correlation_id=command.correlation_id, created_at=iso_z(now))
-        outcome.state.row_version = state.row_version + 1
-        self.state = outcome.state
-        index = batch.write(item, lambda runs=state.runs: self._committed(outcome, runs))
-        batch.answer(request, reply, account, item=index)
-
-    def _speculate(self, command: Command, now: datetime) -> tuple[Reply, Outcome | None]:
-        """``_mutate`` for a batch: a command id may be in flight still, so memory is asked before SQL."""
-        if command.command_id is None:
-            outcome = handle(self._state, command, now)
-            return to_reply(outcome), outcome
-        digest = command_hash(command)
-        stored = self._pending_ids.get(command.command_id) or \
-            self._store.command_reply(self.world_id, command.command_id)
-        if stored is not None:  # a redelivered command: the first outcome, not a second application
-            return Reply(*replayed(command.command_id, stored, digest)), None
-        outcome = handle(self._state, command, now)
-        reply = msgspec.to_builtins(outcome.reply)
-        outcome.effects.append(RememberCommand(command_id=command.command_id, status=outcome.status,
-                                               reply=reply, content_hash=digest))
-        self._pending_ids[command.command_id] = StoredReply(outcome.status, reply, digest)
-        return to_reply(outcome), outcome
-
-    def _send(self, batch: Batch) -> None:
-        """One write for the batch; answers that wrote nothing follow the last commit in flight."""
-        if not batch.items:
-            if self._tail is None:
-                for answer in batch.answers:
-                    answer.account(answer.reply)
-                    answer.request.reply(answer.reply)
-            else:
-                self._tail.follow(batch.answers)
-            return
-        commit = Commit(self._epoch, batch, self._tail)
-        self._tail = commit
-        try:
-            self._writer.tell(WriteBatch(items=batch.items, dones=commit.slots()))
-        except pykka.ActorDeadError:  # stopping: nothing was written
-            for slot in commit.slots():
-                slot.set(StorageUnavailable("the writer is stopped"))
-
-    def _settle_commits(self) -> None:
-        """Wait for the commits in flight (up to the write timeout), then learn how they ended."""
-        tail = self._tail
-        if tail is not None and not tail.wait(max(0.0, tail.sent_at + self._write_timeout_s - time.monotonic())):
-            self._expire_in_flight()
-        self._learn_failures()
-        if self._tail is not None and self._tail.done:
-            self._tail = None
-            self._pending_ids.clear()  # all committed: SQL answers for these ids now
-
-    def _expire_in_flight(self) -> None:
-        commit = self._tail
-        while commit is not None:
-            prev = commit.prev
-            commit.expire()
-            commit = prev
-
-    def _learn_failures(self) -> None:
-        """A failed commit (or one unanswered past the write timeout): memory is ahead of SQL, so it is
-        dropped and the next batch starts from what SQL holds, in a fresh epoch."""
-        tail = self._tail
-        if tail is not None and not tail.done and time.monotonic() - tail.sent_at > self._write_timeout_s:
-            self._expire_in_flight()
-        failure = self._epoch.failure
-        if failure is None:
-            return
-        log.error(_FAILURE_EVENTS.get(type(failure), "command_failed"), world_id=self.world_id,
-                  error=repr(failure))
-        self._epoch, self._tail = Epoch(), None
-        self._pending_ids.clear()
-        self._reset_memory(failure_reply(failure, True))
-        if isinstance(failure, StaleWriter):
-            self._stop_fenced()
-
-    def _reset_memory(self, reply: Reply) -> None:
-        self.state = None
-        self._driver.release_parked(reply, None)  # type: ignore[arg-type]
-
     # --- persistence -----------------------------------------------------------------------------
 
     def _persist(self, outcome: Outcome, actor: str | None, correlation_id: str | None, now: datetime) -> None:
@@ -491,6 +366,3 @@ class WorldActor(pykka.ThreadingActor):
         so no request sent to it meanwhile is lost."""
         self._tell_directory(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))
 
-
-_FAILURE_EVENTS: dict[type, str] = {StorageUnavailable: "storage_unavailable", StaleWriter: "world_fenced_off",
-                                    UnknownOutcome: "commit_unanswered"}
