@@ -51,8 +51,10 @@ class WorldActor(BatchedMutations, pykka.ThreadingActor):
     def __init__(self, world_id: str, store: SqlStore, writer: pykka.ActorRef, projection: Any,
                  clock: Callable[[], datetime], tell_directory: Callable[[object], None],
                  config: Config | None = None, metrics: ActorMetrics | None = None,
-                 tell_acks: Callable[[object], None] | None = None) -> None:
+                 tell_acks: Callable[[object], None] | None = None,
+                 hand_off: Callable[[Callable[[], None]], None] | None = None) -> None:
         super().__init__()
+        self._hand_off = hand_off or (lambda work: work())  # where a commit's callers are answered
         self._tell_acks = tell_acks or (lambda _: None)  # the ACK intake: each committed run view
         self._metrics = metrics or ActorMetrics()
         self.world_id = world_id

@@ -46,6 +46,7 @@ class BatchedMutations:
     _writer: Any
     _clock: Callable[[], datetime]
     _driver: Any
+    _hand_off: Callable[[Callable[[], None]], None]
 
     def _serve_batch(self, requests: list[Request]) -> None:
         self._learn_failures()
@@ -124,7 +125,7 @@ class BatchedMutations:
             else:
                 self._tail.follow(batch.answers)
             return
-        commit = Commit(self._epoch, batch, self._tail)
+        commit = Commit(self._epoch, batch, self._tail, self._hand_off)
         self._tail = commit
         try:
             self._writer.tell(WriteBatch(items=batch.items, dones=commit.slots()))
