@@ -132,6 +132,7 @@ class ActorSystem:
             self.directory.ask(ResidentWorlds(), timeout=timeout_s)
             self.acks.ask(None, timeout=timeout_s)
             self.writer.proxy().stats().get(timeout=timeout_s)
+            self.completions.ask(None, timeout=timeout_s)
             self.relay.proxy().failing.get(timeout=timeout_s)
             self.projection.dirty_count().get(timeout=timeout_s)
         except (pykka.Timeout, pykka.ActorDeadError):
