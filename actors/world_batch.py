@@ -29,6 +29,7 @@ from messages.errors import CommandRejected
 from storage.sql import StaleWriter, StorageUnavailable, WriteItem
 
 log = structlog.get_logger("worldservice.world")
+_MAX_PENDING_IDS = 4096
 
 
 class BatchedMutations:
@@ -49,7 +50,10 @@ class BatchedMutations:
     _hand_off: Callable[[Callable[[], None]], None]
 
     def _serve_batch(self, requests: list[Request]) -> None:
+        if len(self._pending_ids) > _MAX_PENDING_IDS:  # a world never idle: let its pipeline run dry once
+            self._settle_commits()
         self._learn_failures()
+        self._forget_committed()
         try:
             self._loaded()
         except Exception as exc:  # noqa: BLE001 - nothing was handled: every caller hears why
@@ -139,6 +143,9 @@ class BatchedMutations:
         if tail is not None and not tail.wait(max(0.0, tail.sent_at + self._write_timeout_s - time.monotonic())):
             self._expire_in_flight()
         self._learn_failures()
+        self._forget_committed()
+
+    def _forget_committed(self) -> None:
         if self._tail is not None and self._tail.done:
             self._tail = None
             self._pending_ids.clear()  # all committed: SQL answers for these ids now

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 
+import msgspec
+
 from actors.bridge import Reply, Request
 from actors.directory_messages import Sweep
 from actors.routes import Routes
@@ -64,9 +66,11 @@ class Callers:
         self._system = system
         self.replies: dict[str, Future[Reply]] = {}
 
-    def put(self, name: str, strategy: str = "s1", weight: float = 0.5, if_match: str | None = None) -> None:
+    def put(self, name: str, strategy: str = "s1", weight: float = 0.5, if_match: str | None = None,
+            command_id: str | None = None) -> None:
         body = ActivationRequest(strategy_id=strategy, side="long", active=True, weight=weight)
-        self._send(name, PutActivation(world_id=W, correlation_id=name, body=body, if_match=if_match))
+        self._send(name, PutActivation(world_id=W, correlation_id=name, body=body, if_match=if_match,
+                                       command_id=command_id))
 
     def read(self, name: str) -> None:
         self._send(name, GetActivationSet(world_id=W, correlation_id=name))
@@ -133,6 +137,23 @@ def test_a_batch_commits_in_arrival_order_and_a_refused_command_refuses_only_its
     assert [e["result"].get("weight") for e in entries if e["event"] == "activation_updated"] == [0.1, 0.2, 0.3, 0.4]
     state = h.client.get(f"/worlds/{W}/activation", params={"strategy_id": "s1", "side": "long"}).json()
     assert (state["weight"], state["etag"]) == (0.3, "act:batched:s1:long:3")
+
+
+def test_a_command_id_repeated_within_a_batch_is_applied_once(harness_factory, tmp_path, sql_dsn) -> None:
+    h, callers, writes = _setup(harness_factory, tmp_path, sql_dsn)
+    writes.gate(1)
+    callers.put("a", weight=0.1)
+    assert writes.entered[1].wait(10)
+    callers.read("read")
+    callers.put("first", weight=0.2, command_id="cmd-1")
+    callers.put("again", weight=0.2, command_id="cmd-1")  # redelivered before the first one is committed
+    callers.put("other", weight=0.9, command_id="cmd-1")  # the same id on other content
+    writes.release[1].set()
+    assert [callers.reply(n).status for n in ("first", "again", "other")] == [200, 200, 409]
+    assert callers.reply("again").body == msgspec.to_builtins(callers.reply("first").body)
+    assert writes.calls == [["a"], ["first"]]
+    entries = h.client.get(f"/worlds/{W}/audit").json()
+    assert [e["result"].get("weight") for e in entries if e["event"] == "activation_updated"] == [0.1, 0.2]
 
 
 def test_a_failed_commit_fails_its_whole_batch_and_the_batch_sent_behind_it(
