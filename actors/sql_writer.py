@@ -35,6 +35,14 @@ class WriteRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """One world's items of one mailbox wake-up, in order: each item's ``dones[i].set`` gets its result."""
+
+    items: list[WriteItem]
+    dones: list  # objects with ``set(result)``, one per item (a future, or a pipelined commit's slot)
+
+
+@dataclass(frozen=True, slots=True)
 class AtomicWrite:
     """Items of several worlds committed together or not at all (an allocation run)."""
 
@@ -66,6 +74,8 @@ class SqlWriter(pykka.ThreadingActor):
             return
         if isinstance(message, WriteRequest):
             self._pending.append(message)
+        elif isinstance(message, WriteBatch):
+            self._pending += [WriteRequest(item=i, done=d) for i, d in zip(message.items, message.dones, strict=True)]
         elif isinstance(message, MarkSent):
             self._sent += message.ids
             self._sent_at = message.sent_at

@@ -19,9 +19,11 @@ from actors.bus import Committed, OutboxRelay, Publisher, Relay
 from actors.directory import Directory
 from actors.directory_messages import noop_reply, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
+from actors.routes import Routes
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.storage_reader import StorageRead, StorageReader
 from actors.world import WorldActor
+from actors.world_commits import Completions, completions_hand_off
 from domain.activation import fold_audit, state_hash
 from config import Config
 from messages.commands import ApplyTick, RefreshProjection, UpsertAllocations
@@ -42,11 +44,14 @@ class ActorSystem:
         self.store = store
         # Real time unless a test drives it: a wall-clock step must not fire or delay an apply timer.
         self.clock = clock if clock is not None else MonotonicClock()
+        self.completions = Completions.start()  # answers pipelined commits, off the writer's thread
+        self._hand_off = completions_hand_off(self.completions)
         self.writer = SqlWriter.start(store, actors.group_commit_max, on_commit=self._on_commit)
         self.relay = OutboxRelay.start(store, publisher, self.clock, self._mark_sent, topics=topics)
         self.projection = ActivationStoreActor.start(projection_store).proxy()
+        self.routes = Routes(monotonic)  # resident worlds, reached without the Directory's hop
         self.directory = Directory.start(self._spawn_world, monotonic, actors.idle_timeout_s,
-                                         actors.max_resident_worlds)
+                                         actors.max_resident_worlds, routes=self.routes)
         self.acks = AckIntake.start(self.send, metrics=self.metrics)  # sequences Gateway ACKs per run
         self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
         self.reader = StorageReader.start(store)  # the edges' cross-world reads: never SQL on the event loop
@@ -62,12 +67,12 @@ class ActorSystem:
 
     def _spawn_world(self, world_id: str) -> pykka.ActorRef:
         return WorldActor.start(world_id, self.store, self.writer, self.projection, self.clock,
-                                self.directory.tell, self.config, self.metrics, self.acks.tell)
+                                self.directory.tell, self.config, self.metrics, self.acks.tell, self._hand_off)
 
     def send(self, request: Request) -> None:
         if isinstance(request.command, UpsertAllocations):
             self.allocations.tell(request)  # cross-world: the coordinator takes the worlds itself
-        else:
+        elif not self.routes.deliver(request):  # not resident (or being passivated): the Directory
             self.directory.tell(request)
 
     def receive_ack(self, received: AckReceived) -> None:
@@ -100,7 +105,7 @@ class ActorSystem:
     def mailbox_depths(self) -> dict[str, int]:
         """Queue lengths, read without a round trip (a wedged actor still shows its backlog)."""
         refs = {"acks": self.acks, "directory": self.directory, "writer": self.writer, "relay": self.relay, "reader": self.reader,
-                "projection": self.projection.actor_ref}
+                "projection": self.projection.actor_ref, "completions": self.completions}
         depths = {name: ref.actor_inbox.qsize() for name, ref in refs.items()}
         depths["worlds"] = self.directory.ask(WorldMailboxes(), timeout=5)
         return depths
@@ -138,6 +143,7 @@ class ActorSystem:
             self.directory.ask(ResidentWorlds(), timeout=timeout_s)
             self.acks.ask(None, timeout=timeout_s)
             self.writer.proxy().stats().get(timeout=timeout_s)
+            self.completions.ask(None, timeout=timeout_s)
             self.relay.proxy().failing.get(timeout=timeout_s)
             self.projection.dirty_count().get(timeout=timeout_s)
         except (pykka.Timeout, pykka.ActorDeadError):
@@ -197,4 +203,5 @@ class ActorSystem:
         self.relay.ask(Relay())
         self.relay.stop(block=True)
         self.writer.stop(block=True)  # commits the last writes' relay marks too
+        self.completions.stop(block=True)  # after the writer: its last commits are answered
         self.projection.actor_ref.stop(block=True)

@@ -2,6 +2,12 @@
 
 A mutation is handled by a pure domain function, its effects are committed through the SqlWriter (the
 reply waits for the commit), the activation projection is updated, and only then is the caller answered.
+
+Plain mutations are batched and pipelined: a wake-up takes every plain mutation already waiting in the
+mailbox, handles each against the evolving state (a refused one changes nothing for the others), sends
+one write for them all and moves on; the commit's completion answers the callers (``world_commits``).
+Everything else (reads, apply runs, the allocation hold) first waits for the commits in flight, then takes
+the path where the world itself waits for its commit.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from actors.ack_intake import AckNote, PhaseAcknowledged, RunView
 from actors.apply_driver import ApplyDriver, apply_settings
 from actors.directory_messages import RunOpen, WorldStopped, WorldVacant
 from actors.sql_writer import WriteRequest
+from actors.world_batch import BatchedMutations
+from actors.world_commits import Commit, Epoch, UnknownOutcome
 from config import Config
 from actors.metrics import ActorMetrics
 from domain.effects import RememberCommand, RemoveActivation, RemoveWorld, SaveAck, SaveActivation, SaveApplyRun
 from domain.handle import answer, handle, is_mutation
-from domain.idempotency import command_hash, replayed
+from domain.idempotency import StoredReply, command_hash, replayed
 from domain.state import Outcome, WorldState, require_world
 from messages.decisions import DecisionHistoryOut
 from domain.timefmt import iso_z, parse_iso
@@ -39,18 +47,14 @@ from storage.sql import SqlStore, StaleWriter, StorageUnavailable, WriteItem
 log = structlog.get_logger("worldservice.world")
 
 
-class _UnknownOutcome(Exception):
-    """The commit did not answer in time: whether it landed is unknown, so state is reloaded."""
-
-
-
-
-class WorldActor(pykka.ThreadingActor):
+class WorldActor(BatchedMutations, pykka.ThreadingActor):
     def __init__(self, world_id: str, store: SqlStore, writer: pykka.ActorRef, projection: Any,
                  clock: Callable[[], datetime], tell_directory: Callable[[object], None],
                  config: Config | None = None, metrics: ActorMetrics | None = None,
-                 tell_acks: Callable[[object], None] | None = None) -> None:
+                 tell_acks: Callable[[object], None] | None = None,
+                 hand_off: Callable[[Callable[[], None]], None] | None = None) -> None:
         super().__init__()
+        self._hand_off = hand_off or (lambda work: work())  # where a commit's callers are answered
         self._tell_acks = tell_acks or (lambda _: None)  # the ACK intake: each committed run view
         self._metrics = metrics or ActorMetrics()
         self.world_id = world_id
@@ -61,6 +65,10 @@ class WorldActor(pykka.ThreadingActor):
         self._tell_directory = tell_directory
         config = config if config is not None else Config()
         self._write_timeout_s = config.worldservice.actors.write_timeout_s
+        self._max_batch = config.worldservice.actors.group_commit_max
+        self._epoch = Epoch()
+        self._tail: Commit | None = None  # the last batch sent, until known committed
+        self._pending_ids: dict[str, StoredReply] = {}  # command ids handled but maybe not yet committed
         self._driver = ApplyDriver(world_id, lambda: self._state, self._persist, clock,
                                    apply_settings(config), self._metrics)
         self._run_open = False
@@ -69,21 +77,46 @@ class WorldActor(pykka.ThreadingActor):
         self.state: WorldState | None = None  # loaded lazily so a storage outage is an error reply, not a hang
 
     def on_receive(self, message: object) -> None:
-        if isinstance(message, Request) and self._deferring(message):
+        if isinstance(message, Request):
+            self._receive(message, take_waiting=True)
+
+    def _receive(self, message: Request, take_waiting: bool) -> None:
+        if self._deferring(message):
             self._deferred.append(message)
             return
-        if isinstance(message, Request) and isinstance(message.command, ReleaseAllocation):
+        if isinstance(message.command, ReleaseAllocation):
             self._release(message)  # never through loading: a storage error must not keep the world held
             return
-        if isinstance(message, Request):
-            try:
-                reply = self._serve(message)
-            except BaseException:  # even a failing logger must not leave a caller waiting forever
-                self.state = None
-                reply = error_reply(500, "internal error; retry")
-            self._report_status()  # before the reply: a caller that reads residency next sees it settled
-            if reply is not None:
-                message.reply(reply)
+        if self._batchable(message):
+            self._serve_batch([message, *self._take_waiting()] if take_waiting else [message])
+            self._report_status()
+            return
+        try:
+            self._settle_commits()  # what follows reads (or waits for) committed state
+            reply = self._serve(message)
+        except BaseException:  # even a failing logger must not leave a caller waiting forever
+            self.state = None
+            reply = error_reply(500, "internal error; retry")
+        self._report_status()  # before the reply: a caller that reads residency next sees it settled
+        if reply is not None:
+            message.reply(reply)
+
+    def _batchable(self, request: Request) -> bool:
+        """A plain mutation: handled by the domain alone, so it can share a batch and a commit."""
+        command = request.command
+        return (self._held_by is None and is_mutation(command) and type(command) not in self._APPLY_HANDLERS
+                and not isinstance(command, ReleaseAllocation))
+
+    def _take_waiting(self) -> list[Request]:
+        """The plain mutations queued right behind this one. Peeked under the inbox's own lock, so the
+        first message that is not one stays first in line for the ordinary loop (order is kept)."""
+        inbox, taken = self.actor_inbox, []
+        with inbox.mutex:  # type: ignore[attr-defined]
+            queue = inbox.queue  # type: ignore[attr-defined]
+            while queue and len(taken) < self._max_batch and isinstance(queue[0].message, Request) \
+                    and self._batchable(queue[0].message):
+                taken.append(queue.popleft().message)
+        return taken
 
     def _deferring(self, request: Request) -> bool:
         """While an allocation run holds this world, everything but its release waits, in order."""
@@ -111,9 +144,10 @@ class WorldActor(pykka.ThreadingActor):
         request.reply(Reply(status=204))
         deferred, self._deferred = self._deferred, []
         for waiting in deferred:
-            self.on_receive(waiting)
+            self._receive(waiting, take_waiting=False)  # the mailbox's messages came after these
 
     def on_stop(self) -> None:
+        self._settle_commits()  # a successor loads from SQL: what this actor sent is committed first
         for waiting in self._deferred:
             waiting.reply(error_reply(503, "world stopped while held; retry"))
 
@@ -142,7 +176,7 @@ class WorldActor(pykka.ThreadingActor):
             bound.error("world_fenced_off")
             self._stop_fenced()
             reply = self._reset(request, 503, "world was changed by another writer; retry")
-        except _UnknownOutcome:
+        except UnknownOutcome:
             bound.error("commit_unanswered")
             reply = self._reset(request, 503, "the write's outcome is unknown; read the world before retrying")
         except Exception as exc:  # an actor must outlive any one command: reload and answer
@@ -264,12 +298,18 @@ class WorldActor(pykka.ThreadingActor):
         try:
             result = done.get(timeout=self._write_timeout_s)
         except pykka.Timeout:
-            raise _UnknownOutcome() from None
+            raise UnknownOutcome() from None
         if result is not None:
             raise result
         outcome.state.row_version = before + 1
         previous_runs = self._state.runs
         self.state = outcome.state
+        self._committed(outcome, previous_runs)
+
+    def _committed(self, outcome: Outcome, previous_runs: dict[str, ApplyRun]) -> None:
+        """After the commit, before any caller of it is answered: the projection, the ACK intake's run
+        views and the run counters. Runs on the writer's thread for a pipelined batch, so it reads only
+        ``outcome`` (never ``self.state``, which may be ahead by later batches)."""
         self._project(outcome)
         changed: set[str] = set()
         for effect in outcome.effects:
@@ -279,8 +319,8 @@ class WorldActor(pykka.ThreadingActor):
             elif isinstance(effect, SaveAck):
                 self._observe_ack(previous_runs.get(effect.run_id))
                 changed.add(effect.run_id)
-        for run_id in sorted(changed):  # told before any caller of this commit is answered
-            run = self._state.runs.get(run_id)
+        for run_id in sorted(changed):
+            run = outcome.state.runs.get(run_id)
             if run is not None:
                 self._tell_acks(RunView(world_id=self.world_id, run=run))
 
@@ -322,7 +362,9 @@ class WorldActor(pykka.ThreadingActor):
         GetAudit: _audit, GetDecisionHistory: _decision_history,
     }
 
+
     def _stop_fenced(self) -> None:
+        """The Directory stops this actor (as a passivation: withdrawn from routing first, then drained),
+        so no request sent to it meanwhile is lost."""
         self._tell_directory(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))
-        self.stop()
 
