@@ -15,8 +15,7 @@ import msgspec
 import pykka
 import structlog
 
-from actors.apply_driver import to_reply
-from actors.bridge import Reply, Request, error_reply
+from actors.bridge import Reply, Request, answer_reply, error_reply, outcome_reply, refusal_reply
 from actors.sql_writer import WriteBatch
 from actors.world_commits import Batch, Commit, Epoch, UnknownOutcome, failure_reply
 from domain.effects import RememberCommand
@@ -84,7 +83,7 @@ class BatchedMutations:
         try:
             reply, outcome = self._speculate(command, now)
         except CommandRejected as exc:  # refused: the state is untouched, the others go on
-            reply = error_reply(exc.status, exc.detail) if exc.body is None else Reply(exc.status, exc.body)
+            reply = refusal_reply(exc)
             outcome = None
         except StorageUnavailable as exc:  # the command id could not be looked up
             reply, outcome = failure_reply(exc, True), None
@@ -106,18 +105,18 @@ class BatchedMutations:
         """``_mutate`` for a batch: a command id may be in flight still, so memory is asked before SQL."""
         if command.command_id is None:
             outcome = handle(self._state, command, now)
-            return to_reply(outcome), outcome
+            return outcome_reply(outcome), outcome
         digest = command_hash(command)
         stored = self._pending_ids.get(command.command_id) or \
             self._store.command_reply(self.world_id, command.command_id)
         if stored is not None:  # a redelivered command: the first outcome, not a second application
-            return Reply(*replayed(command.command_id, stored, digest)), None
+            return answer_reply(*replayed(command.command_id, stored, digest)), None
         outcome = handle(self._state, command, now)
         reply = msgspec.to_builtins(outcome.reply)
-        outcome.effects.append(RememberCommand(command_id=command.command_id, status=outcome.status,
+        outcome.effects.append(RememberCommand(command_id=command.command_id, result=outcome.result,
                                                reply=reply, content_hash=digest))
-        self._pending_ids[command.command_id] = StoredReply(outcome.status, reply, digest)
-        return to_reply(outcome), outcome
+        self._pending_ids[command.command_id] = StoredReply(outcome.result, reply, digest)
+        return outcome_reply(outcome), outcome
 
     def _send(self, batch: Batch) -> None:
         """One write for the batch; answers that wrote nothing follow the last commit in flight."""
