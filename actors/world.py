@@ -18,6 +18,7 @@ from actors.bridge import Reply, Request, error_reply
 from actors.ack_intake import AckNote, PhaseAcknowledged, RunView
 from actors.apply_driver import ApplyDriver, apply_settings, to_reply
 from actors.directory_messages import RunOpen, WorldStopped, WorldVacant
+from actors.risk_world import store_snapshot
 from actors.sql_writer import WriteRequest
 from config import Config
 from actors.metrics import ActorMetrics
@@ -29,7 +30,7 @@ from messages.decisions import DecisionHistoryOut
 from domain.timefmt import iso_z, parse_iso
 from messages.commands import (
     AckActivation, ApplyPromotion, ApplyTick, AutoApplyPromotion, Command, GetAudit, GetDecisionHistory,
-    HoldForAllocation, RefreshProjection, ReleaseAllocation, RunLiveMonitoring, StartApply,
+    HoldForAllocation, RefreshProjection, ReleaseAllocation, RunLiveMonitoring, StartApply, StoreRiskSnapshot,
 )
 from messages.apply import ApplyRun
 from messages.errors import CommandRejected, not_found
@@ -247,6 +248,7 @@ class WorldActor(pykka.ThreadingActor):
         PhaseAcknowledged: _on_phase_acknowledged,
         RefreshProjection: _refresh_projection, HoldForAllocation: _hold,
         ApplyPromotion: _promote, AutoApplyPromotion: _promote,
+        StoreRiskSnapshot: store_snapshot,  # the version rule reads SQL inside this mailbox
     }
 
     # --- persistence -----------------------------------------------------------------------------
