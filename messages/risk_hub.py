@@ -107,7 +107,7 @@ class ExtendedValidation(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     snapshot_version: str
     snapshot_hash: str
-    evaluated_at: str
+    snapshot_as_of: str  # the block depends on the snapshot only: a re-delivered event recomputes it equal
     baseline: PortfolioRisk | None = None
     incremental: IncrementalRisk | None = None
     stress: list[StressResult] = []
