@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+import msgspec
 import uvicorn
 
+from actors.directory_messages import noop_reply
+from actors.risk_consumer import RiskEventReceived
 from actors.system import ActorSystem
 from config import Config, ConfigError, load_config
 from storage import migrate
@@ -30,6 +33,7 @@ from transport.executor import HttpExecutor
 from transport.http import Edge, RebalanceFlags, create_app
 from transport.kafka import KafkaConsumerLoop, KafkaPublisher, brokers_unreachable
 from transport.kafka_intake import CommandIntake, ack_handler
+from transport.risk_events import dlq_topic, risk_event_handler
 from transport.principals import Authenticator
 from transport.memory_bus import InMemoryBus
 from transport.systemd import Systemd
@@ -119,6 +123,10 @@ def build_runtime(config: Config, publisher: Any = None, executor: Any = None, *
     if isinstance(bus, InMemoryBus):
         bus.subscribe(lambda published: system.receive_ack_now(published.event),
                       topic=config.worldservice.controlbus.ack_topic)
+        if config.worldservice.risk_hub.consumer_enabled:  # dev: the same event-driven path, in memory
+            bus.subscribe(lambda published: system.receive_risk_event(
+                RiskEventReceived(raw=msgspec.json.encode(published.event), reply=noop_reply)),
+                topic=config.worldservice.controlbus.topics["risk_snapshot"])
     return Runtime(config=config, store=store, bus=bus, system=system)
 
 
@@ -229,6 +237,12 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
         intake = CommandIntake(call=edge.call, sender=publisher, dlq_topic=bus.commands_dlq_topic,
                                authenticator=Authenticator(auth) if auth.enabled else None, auth_header=auth.header)
         consumers.append(KafkaConsumerLoop(brokers, bus.commands_topic, bus.group_id, intake.handle, **group))
+    hub = config.worldservice.risk_hub
+    if hub.consumer_enabled:
+        topic = bus.topics["risk_snapshot"]
+        handler = risk_event_handler(runtime.system.receive_risk_event, publisher, dlq_topic(topic),
+                                     edge.call_timeout_s)
+        consumers.append(KafkaConsumerLoop(brokers, topic, hub.consumer_group, handler, **group))
     for consumer in consumers:
         await consumer.start()
     # Readiness waits (bounded) for the ACK consumer's group join, so a first apply is not held for ACKs

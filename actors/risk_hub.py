@@ -30,7 +30,7 @@ from storage.sql_types import StorageUnavailable
 log = structlog.get_logger("worldservice.risk_hub")
 
 
-def _expanded(snapshot: RiskSnapshot, blobs: BlobStore) -> RiskSnapshot:
+def expanded(snapshot: RiskSnapshot, blobs: BlobStore) -> RiskSnapshot:
     """Every part stored by reference, resolved inline (the reference stays; an unknown ref stays unresolved)."""
     changes: dict[str, Any] = {}
     for part in ("covariance", "realized_returns", "stress"):
@@ -119,7 +119,7 @@ class RiskHub(pykka.ThreadingActor):
     def _one(self, found: RiskSnapshot | None, expand: bool) -> RiskSnapshot:
         if found is None:
             raise not_found("snapshot")
-        return _expanded(found, self._blobs) if expand else found
+        return expanded(found, self._blobs) if expand else found
 
     def _lookup(self, q: c.LookupRiskSnapshot, now: datetime) -> RiskSnapshot:
         if q.version is not None:
@@ -142,5 +142,5 @@ class RiskHub(pykka.ThreadingActor):
     def _list(self, q: c.ListRiskSnapshots, now: datetime) -> RiskSnapshotList:
         stage = (q.stage or "").strip().lower() or None
         fresh = self._fresh(self._reads.newest(q.world_id, q.limit, stage, (q.producer or "").strip() or None), now)
-        return RiskSnapshotList(snapshots=[_expanded(s, self._blobs) if q.expand else s for s in fresh])
+        return RiskSnapshotList(snapshots=[expanded(s, self._blobs) if q.expand else s for s in fresh])
 

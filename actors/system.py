@@ -18,6 +18,8 @@ from actors.bus import OutboxRelay, Publisher, Relay
 from actors.directory import Directory
 from actors.directory_messages import noop_reply, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
+from actors.extended_worker import ExtendedValidationWorker
+from actors.risk_consumer import RiskConsumer, RiskEventReceived
 from actors.risk_hub import RiskHub
 from actors.risk_metrics import RiskHubMetrics
 from actors.sql_writer import MarkSent, SqlWriter
@@ -56,6 +58,15 @@ class ActorSystem:
         self.blobs = self._blob_store()
         self.risk_hub = RiskHub.start(RiskSnapshotReads(store.engine), self.blobs, self.directory.tell, self.clock,
                                       self._hub_limits(), self.risk_metrics)
+        hub = self.config.worldservice.risk_hub
+        self.extended = ExtendedValidationWorker.start(self.blobs, self.directory.tell, self.clock, self.risk_metrics)
+        self.risk_consumer = RiskConsumer.start(
+            self.directory.tell, self.extended.tell, self.clock, self.risk_metrics, ttl_default=hub.ttl_sec_default,
+            max_attempts=hub.max_attempts, backoff_s=hub.retry_backoff_ms / 1000, window=hub.dedupe_window)
+
+    def receive_risk_event(self, received: RiskEventReceived) -> None:
+        """A ``risk_snapshot_updated`` record from the ControlBus; ``received.reply`` answers when it is done."""
+        self.risk_consumer.tell(received)
 
     def _hub_limits(self) -> HubLimits:
         hub = self.config.worldservice.risk_hub
@@ -112,7 +123,8 @@ class ActorSystem:
     def mailbox_depths(self) -> dict[str, int]:
         """Queue lengths, read without a round trip (a wedged actor still shows its backlog)."""
         refs = {"acks": self.acks, "directory": self.directory, "writer": self.writer, "relay": self.relay, "reader": self.reader,
-                "projection": self.projection.actor_ref, "risk_hub": self.risk_hub}
+                "projection": self.projection.actor_ref, "risk_hub": self.risk_hub,
+                "risk_consumer": self.risk_consumer, "extended_validation": self.extended}
         depths = {name: ref.actor_inbox.qsize() for name, ref in refs.items()}
         depths["worlds"] = self.directory.ask(WorldMailboxes(), timeout=5)
         return depths
@@ -205,6 +217,8 @@ class ActorSystem:
         self.acks.stop(block=True)  # no ACK reaches a world after this
         self.allocations.stop(block=True)  # releases its worlds before they drain
         self.reader.stop(block=True)
+        self.risk_consumer.stop(block=True)  # the consumer edge stopped first: nothing new arrives
+        self.extended.stop(block=True)
         self.risk_hub.stop(block=True)  # its last pushes reach their worlds before they drain
         self.directory.stop(block=True)
         self.relay.ask(Relay())
