@@ -2,7 +2,8 @@
 ``extended_validation_worker``): each strategy's latest run gets, in a new revision, the ``portfolio``
 (baseline and incremental VaR/ES at 99%) and ``stress`` rule results, ``extended_revision`` + 1,
 ``extended_evaluated_at`` and one more ``extended_history`` entry. A run whose block is already the one
-recorded (the same snapshot, re-delivered) is left alone, so a replayed event writes nothing.
+recorded (the same snapshot, re-delivered) or whose last block is of a newer snapshot is left alone, so a
+replayed event writes nothing.
 """
 
 from __future__ import annotations
@@ -41,10 +42,16 @@ def _rules(block: dict[str, Any]) -> dict[str, RuleResult]:
     return rules
 
 
+def _stale(history: list[dict[str, Any]], block: dict[str, Any]) -> bool:
+    """A block of an older snapshot than the run's last one (a replay out of order) does not replace it."""
+    last = history[-1].get("block", {}) if history else {}
+    return bool(last) and str(last.get("snapshot_as_of", "")) > str(block.get("snapshot_as_of", ""))
+
+
 def _with_block(run: EvaluationRun, block: dict[str, Any], now: datetime) -> EvaluationRun | None:
     validation = run.validation or EvaluationValidation()
     history = list(validation.extended_history or [])
-    if history and history[-1].get("block") == block:
+    if any(entry.get("block") == block for entry in history) or _stale(history, block):
         return None
     revision = (validation.extended_revision or 0) + 1
     results = {**(validation.results or {}), **_rules(block)}
