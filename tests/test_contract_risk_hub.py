@@ -10,16 +10,24 @@ from typing import Any
 import pytest
 
 from config import load_config
-from tests.conftest import FakeClock, Harness, make_config
+from tests.conftest import FakeClock, Harness
 
 HUB = "/risk-hub/worlds/w1/snapshots"
 WHO = {"X-Actor": "gateway", "X-Stage": "paper"}
 NOW = "2026-03-02T09:00:00Z"
 
 
+def _hub_config(tmp_path: Path, dsn: str, **server: Any) -> Any:
+    """The consumer off: its work is asynchronous (``tests/test_risk_events.py`` and ``test_risk_kafka.py``
+    drive it); here only the HTTP path counts."""
+    ws = {"data_dir": str(tmp_path), "server": {"dsn": dsn, **server}, "actors": {"sweep_interval_s": 3600},
+          "risk_hub": {"consumer_enabled": False}}
+    return load_config(environ={}, overrides={"worldservice": ws})
+
+
 @pytest.fixture
 def hub(harness_factory, tmp_path: Path, sql_dsn: str, projection: dict[str, str], clock: FakeClock) -> Harness:
-    h = harness_factory(make_config(tmp_path, sql_dsn, **projection), clock=clock)
+    h = harness_factory(_hub_config(tmp_path, sql_dsn, **projection), clock=clock)
     assert h.client.post("/worlds", json={"id": "w1"}).status_code == 201
     return h
 
