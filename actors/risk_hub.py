@@ -24,6 +24,7 @@ from messages import commands as c
 from messages.errors import CommandRejected, not_found, unprocessable
 from messages.risk_hub import RiskSnapshot, RiskSnapshotList
 from storage.risk_blobs import BlobStore
+from storage.risk_cache import RedisLatestCache
 from storage.risk_rows import RiskSnapshotReads
 from storage.sql_types import StorageUnavailable
 
@@ -47,7 +48,7 @@ class RiskHub(pykka.ThreadingActor):
 
     def __init__(self, reads: RiskSnapshotReads, blobs: BlobStore, send: Callable[[Request], None],
                  clock: Callable[[], datetime], limits: rs.HubLimits, metrics: RiskHubMetrics,
-                 on_accepted: Callable[[RiskSnapshot], None] | None = None) -> None:
+                 latest: RedisLatestCache | None = None, latest_ttl_s: int = 300) -> None:
         super().__init__()
         self._reads = reads
         self._blobs = blobs
@@ -55,7 +56,8 @@ class RiskHub(pykka.ThreadingActor):
         self._clock = clock
         self._limits = limits
         self._metrics = metrics
-        self._on_accepted = on_accepted or (lambda snapshot: None)
+        self._latest_cache = latest
+        self._latest_ttl_s = latest_ttl_s
         self._serves: dict[type, Callable[[Any, datetime], Any]] = {
             c.LookupRiskSnapshot: self._lookup, c.LatestRiskSnapshot: self._latest, c.ListRiskSnapshots: self._list,
         }
@@ -104,12 +106,34 @@ class RiskHub(pykka.ThreadingActor):
             if isinstance(body, rs.SnapshotAccepted):
                 self._metrics.snapshot("dedupe" if body.deduped else "processed", stage)
                 if not body.deduped:
-                    self._on_accepted(body.snapshot)
+                    self._cache_latest(body.snapshot)
                 reply = Reply(status=200, body=body.snapshot)
             else:
                 self._metrics.snapshot("failed", stage)
             request.reply(reply)
         return answered
+
+    def _cache_latest(self, snapshot: RiskSnapshot) -> None:
+        """Committed already: a cache that cannot be written only costs the next read a SQL query."""
+        if self._latest_cache is None:
+            return
+        left = (rs.expires_at(snapshot.created_at, snapshot.ttl_sec) - self._clock()).total_seconds()
+        try:
+            self._latest_cache.put(snapshot, rs.order_key(snapshot.as_of, snapshot.created_at),
+                                   int(min(self._latest_ttl_s, left)))
+        except StorageUnavailable as exc:
+            log.warning("risk_latest_cache_unavailable", error=str(exc))
+
+    def _cached_latest(self, world_id: str, now: datetime) -> RiskSnapshot | None:
+        if self._latest_cache is None:
+            return None
+        try:
+            cached = self._latest_cache.get(world_id)
+        except StorageUnavailable:
+            return None
+        if cached is None or rs.is_expired(cached, now):
+            return None
+        return cached if self._reads.stored_hash(world_id, cached.version) == cached.hash else None
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -136,7 +160,11 @@ class RiskHub(pykka.ThreadingActor):
 
     def _latest(self, q: c.LatestRiskSnapshot, now: datetime) -> RiskSnapshot:
         stage = (q.stage or "").strip().lower() or None
-        fresh = self._fresh(self._reads.newest(q.world_id, q.limit, stage, (q.producer or "").strip() or None), now)
+        producer = (q.producer or "").strip() or None
+        cached = self._cached_latest(q.world_id, now) if stage is None and producer is None else None
+        if cached is not None:
+            return self._one(cached, q.expand)
+        fresh = self._fresh(self._reads.newest(q.world_id, q.limit, stage, producer), now)
         return self._one(fresh[0] if fresh else None, q.expand)
 
     def _list(self, q: c.ListRiskSnapshots, now: datetime) -> RiskSnapshotList:

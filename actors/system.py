@@ -30,6 +30,7 @@ from config import Config
 from domain.risk_snapshots import HubLimits
 from messages.commands import RISK_HUB_KINDS, ApplyTick, RefreshProjection, UpsertAllocations
 from storage.risk_blobs import RedisBlobStore, SqlBlobStore
+from storage.risk_cache import RedisLatestCache
 from storage.risk_rows import RiskSnapshotReads
 from storage.sql import SqlStore
 
@@ -56,9 +57,12 @@ class ActorSystem:
         self.reader = StorageReader.start(store)  # the edges' cross-world reads: never SQL on the event loop
         self.risk_metrics = RiskHubMetrics(self.metrics.registry)
         self.blobs = self._blob_store()
-        self.risk_hub = RiskHub.start(RiskSnapshotReads(store.engine), self.blobs, self.directory.tell, self.clock,
-                                      self._hub_limits(), self.risk_metrics)
         hub = self.config.worldservice.risk_hub
+        server = self.config.server
+        self.latest_cache = RedisLatestCache(server.redis, server.redis_prefix) if server.redis else None
+        self.risk_hub = RiskHub.start(RiskSnapshotReads(store.engine), self.blobs, self.directory.tell, self.clock,
+                                      self._hub_limits(), self.risk_metrics, self.latest_cache,
+                                      hub.latest_cache_ttl_s)
         self.extended = ExtendedValidationWorker.start(self.blobs, self.directory.tell, self.clock, self.risk_metrics)
         self.risk_consumer = RiskConsumer.start(
             self.directory.tell, self.extended.tell, self.clock, self.risk_metrics, ttl_default=hub.ttl_sec_default,
@@ -225,3 +229,6 @@ class ActorSystem:
         self.relay.stop(block=True)
         self.writer.stop(block=True)  # commits the last writes' relay marks too
         self.projection.actor_ref.stop(block=True)
+        for client in (self.blobs, self.latest_cache):
+            if isinstance(client, (RedisBlobStore, RedisLatestCache)):
+                client.close()

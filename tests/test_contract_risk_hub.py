@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+import redis
 
 from config import load_config
 from tests.conftest import FakeClock, Harness
@@ -175,3 +177,18 @@ def test_a_configured_hub_token_is_required_for_pushes(harness_factory, tmp_path
     assert _push(h, _snapshot()).status_code == 401
     assert _push(h, _snapshot(), {**WHO, "Authorization": "Bearer nope"}).json() == {"detail": "unauthorized"}
     assert _push(h, _snapshot(), {**WHO, "Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_the_latest_snapshot_is_cached_in_redis_but_sql_decides(hub: Harness, projection: dict[str, str]) -> None:
+    _push(hub, _snapshot("v2", as_of="2026-03-02T08:30:00Z"))
+    _push(hub, _snapshot("v1", as_of="2026-03-02T08:00:00Z"))  # older: the cache keeps v2
+    assert hub.client.get(f"{HUB}/latest").json()["version"] == "v2"
+    if projection:
+        client = redis.Redis.from_url(projection["redis"])
+        key = f"{projection['redis_prefix']}risk-hub:latest:w1"
+        assert msgspec.json.decode(client.hget(key, "snapshot"))["version"] == "v2"
+        assert 0 < client.ttl(key) <= 300
+        client.close()
+    assert hub.client.delete("/worlds/w1").status_code == 204
+    assert hub.client.get(f"{HUB}/latest").status_code == 404  # a deleted world's cached entry is not served
+    assert hub.client.get(HUB).json() == {"snapshots": []}
