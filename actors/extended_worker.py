@@ -16,6 +16,7 @@ from datetime import datetime
 import pykka
 import structlog
 
+from actors import faults
 from actors.bridge import Reply, ReplyHook, Request, error_reply
 from actors.risk_hub import expanded
 from actors.risk_metrics import RiskHubMetrics, stage_label
@@ -62,14 +63,18 @@ class ExtendedValidationWorker(pykka.ThreadingActor):
             message.done(Reply(status=204))
             return
         self._metrics.lag.set(max(0.0, (now - parse_iso(snapshot.as_of)).total_seconds()))
+        faults.fault_point("extended_validation.compute")
         blocks = blocks_for(expanded(snapshot, self._blobs))
         command = RecordExtendedValidation(world_id=snapshot.world_id, correlation_id=message.correlation_id,
                                            snapshot_version=snapshot.version, blocks=blocks)
         self._metrics.run("scheduled", stage)
 
         def recorded(reply: Reply) -> None:  # on the world's thread
+            elapsed = time.perf_counter() - started
             self._metrics.run("success" if reply.ok else "failure", stage)
-            self._metrics.run_latency.labels(stage=stage_label(stage)).observe(time.perf_counter() - started)
+            self._metrics.run_latency.labels(stage=stage_label(stage)).observe(elapsed)
+            self._metrics.event("processed" if reply.ok else "failed", rs.EVENT_TYPE, stage)
+            self._metrics.event_latency.labels(rs.EVENT_TYPE, stage_label(stage)).observe(elapsed)
             message.done(reply)
 
         self._send(Request(command=command, reply=recorded))

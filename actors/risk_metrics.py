@@ -27,7 +27,8 @@ class RiskHubMetrics:
                                     "Consumer: one risk_snapshot_updated event, received to done",
                                     ["stage"], registry=r, buckets=_LATENCY)
         self.events = {outcome: Counter(f"validation_event_{outcome}_total",
-                                        f"Validation events {outcome} by the extended-validation worker",
+                                        f"Validation events {outcome} by the extended-validation worker "
+                                        "(event_type: the event that scheduled the run)",
                                         ["event_type", "stage"], registry=r) for outcome in OUTCOMES}
         self.event_latency = Histogram("validation_event_processing_latency_seconds",
                                        "Extended-validation worker: one event, received to done",

@@ -11,6 +11,7 @@ import msgspec
 import pykka
 import pytest
 
+from actors import faults
 from actors.risk_consumer import DeadLetterNote, RiskEventReceived
 from config import load_config
 from tests.conftest import FakeClock, Harness
@@ -79,6 +80,13 @@ def test_an_event_writes_the_extended_validation_into_the_worlds_runs(world: Har
                                                                        ("s3", "extended_validation")}
     assert _metric(world, "extended_validation_run_total") >= 2  # scheduled + success
     assert _metric(world, "risk_hub_snapshot_processed_total") == 2  # the push and the event
+    assert _metric(world, "validation_event_processed_total") == 1
+    page = world.client.get("/metrics").text
+    for name in ("risk_hub_snapshot_processing_latency_seconds", "extended_validation_run_latency_seconds",
+                 "validation_event_processing_latency_seconds", "risk_hub_snapshot_lag_seconds",
+                 "risk_hub_snapshot_missing_total", "risk_hub_snapshot_retry_total"):
+        assert name in page
+    assert "world_id=" not in "".join(line for line in page.splitlines() if line.startswith("risk_hub_"))
 
 
 def test_a_duplicate_is_dropped_and_a_replay_after_a_restart_changes_nothing(world: Harness, harness_factory,
@@ -117,3 +125,20 @@ def test_an_expired_event_is_dropped(world: Harness, clock: FakeClock) -> None:
     assert _consume(world, raw).status == 204
     assert _metric(world, "risk_hub_snapshot_expired_total") == 1
     assert _run(world, "s3")["validation"].get("extended_revision") is None
+
+
+def test_a_failing_run_is_retried_then_dead_lettered_and_the_next_delivery_succeeds(world: Harness) -> None:
+    raw = _pushed_event(world)
+    faults.fail_at("extended_validation.compute")
+    try:
+        failed = _consume(world, raw)
+    finally:
+        faults.fail_at()
+    assert isinstance(failed.body, DeadLetterNote) and failed.body.attempts == 3, failed
+    assert "injected fault" in failed.body.error and failed.body.world_id == "w1"
+    assert _metric(world, "risk_hub_snapshot_retry_total") == 2
+    failures = [line for line in world.client.get("/metrics").text.splitlines()
+                if line.startswith('extended_validation_run_total{stage="paper",status="failure"}')]
+    assert failures == ['extended_validation_run_total{stage="paper",status="failure"} 3.0']
+    assert _consume(world, raw).status == 200  # not remembered as done: a later delivery is processed
+    assert _run(world, "s3")["validation"]["extended_revision"] == 1
