@@ -92,6 +92,8 @@ class RiskHub(pykka.ThreadingActor):
             snapshot = rs.validated(cmd.world_id, cmd.body, cmd.producer, cmd.stage, now, self._limits)
         except CommandRejected as exc:
             self._metrics.snapshot("expired" if exc.detail == rs.EXPIRED else "failed", cmd.stage)
+            log.info("command", kind="PushRiskSnapshot", world_id=cmd.world_id, status=exc.status,
+                     correlation_id=cmd.correlation_id)
             raise
         stored, blobs = rs.offloaded(snapshot, self._limits)
         self._blobs.put_many(blobs)  # before the row that names them: a ref never dangles
@@ -110,6 +112,8 @@ class RiskHub(pykka.ThreadingActor):
                 reply = Reply(status=200, body=body.snapshot)
             else:
                 self._metrics.snapshot("failed", stage)
+            log.info("command", kind="PushRiskSnapshot", world_id=request.command.world_id, status=reply.status,
+                     correlation_id=request.command.correlation_id)
             request.reply(reply)
         return answered
 
