@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from domain.risk_measures import assets_of, covariance_matrix, incremental_var_es, portfolio_risk, stress_results
+from domain.risk_measures import incremental_var_es, portfolio_inputs, portfolio_risk, stress_results
 from messages.risk_hub import ExtendedValidation, IncrementalRisk, RiskSnapshot
 
 
@@ -44,7 +44,7 @@ def scenarios_of(stress: dict[str, Any] | None) -> dict[str, dict[str, float]]:
 def blocks_for(snapshot: RiskSnapshot) -> dict[str, dict[str, Any]]:
     """strategy_id -> its ``ExtendedValidation`` block (as builtins), for every strategy the snapshot names."""
     covariance = snapshot.covariance or {}
-    assets = assets_of(snapshot.weights, covariance)
+    assets, cov = portfolio_inputs(snapshot.weights, covariance)
     stress = stress_results(snapshot.weights, scenarios_of(snapshot.stress))
     common = {"snapshot_version": snapshot.version, "snapshot_hash": snapshot.hash,
               "snapshot_as_of": snapshot.as_of, "stress": stress}
@@ -52,7 +52,6 @@ def blocks_for(snapshot: RiskSnapshot) -> dict[str, dict[str, Any]]:
         skipped = ExtendedValidation(**common, status="skipped", reason="snapshot has no covariance")
         return {a: msgspec.to_builtins(skipped) for a in assets}
     weights = np.asarray([snapshot.weights.get(a, 0.0) for a in assets], dtype=float)
-    cov = covariance_matrix(assets, covariance)
     baseline = portfolio_risk(weights, cov)
     alpha = candidate_weight(snapshot.constraints, sum(1 for w in snapshot.weights.values() if w))
     d_var, d_es = incremental_var_es(weights, cov, alpha)

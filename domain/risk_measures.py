@@ -20,7 +20,6 @@ from statistics import NormalDist
 
 import numpy as np
 
-from domain.risk_snapshots import asset_pair
 from messages.risk_hub import IncrementalRisk, PortfolioRisk, StressResult
 
 CONFIDENCE = 0.99
@@ -28,27 +27,44 @@ Z_99 = NormalDist().inv_cdf(CONFIDENCE)
 ES_FACTOR_99 = NormalDist().pdf(Z_99) / (1 - CONFIDENCE)
 
 
-def covariance_matrix(assets: list[str], covariance: dict[str, float]) -> np.ndarray:
-    """The symmetric matrix over ``assets`` from ``"a,b"`` keys (either order; missing pairs are 0)."""
-    index = {a: i for i, a in enumerate(assets)}
-    pairs = [(asset_pair(key), value) for key, value in covariance.items()]
-    known = [(index[p[0]], index[p[1]], v) for p, v in pairs if p and p[0] in index and p[1] in index]
+def _pairs(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``"a,b"`` / ``"a:b"`` keys split into two arrays of names (numpy string ops, not a loop per key)."""
+    text = np.char.replace(np.asarray(keys, dtype=str), ":", ",") if any(":" in k for k in keys) \
+        else np.asarray(keys, dtype=str)
+    parts = np.char.partition(text, ",")
+    return parts[:, 0], parts[:, 2]
+
+
+def _matrix(assets: list[str], left: np.ndarray, right: np.ndarray, values: np.ndarray) -> np.ndarray:
     matrix = np.zeros((len(assets), len(assets)))
-    if known:
-        rows, cols, values = (np.asarray(x) for x in zip(*known, strict=True))
-        matrix[rows, cols] = values
-        matrix[cols, rows] = values
+    if not assets or not len(values):
+        return matrix
+    names = np.asarray(assets, dtype=str)
+    order = np.argsort(names)
+    ranked = names[order]
+    rows, cols = (np.clip(np.searchsorted(ranked, side), 0, len(ranked) - 1) for side in (left, right))
+    known = (ranked[rows] == left) & (ranked[cols] == right)
+    rows, cols, values = order[rows[known]], order[cols[known]], values[known]
+    matrix[rows, cols] = values
+    matrix[cols, rows] = values
     return matrix
 
 
-def assets_of(weights: dict[str, float], covariance: dict[str, float]) -> list[str]:
-    """The weighted assets first (in weight order), then every other asset the covariance names."""
-    named = dict.fromkeys(weights)
-    for key in covariance:
-        pair = asset_pair(key)
-        if pair:
-            named.update(dict.fromkeys(pair))
-    return list(named)
+def covariance_matrix(assets: list[str], covariance: dict[str, float]) -> np.ndarray:
+    """The symmetric matrix over ``assets`` from ``"a,b"`` keys (either order; missing pairs are 0)."""
+    left, right = _pairs(list(covariance)) if covariance else (np.array([]), np.array([]))
+    return _matrix(assets, left, right, np.fromiter(covariance.values(), dtype=float, count=len(covariance)))
+
+
+def portfolio_inputs(weights: dict[str, float], covariance: dict[str, float]) -> tuple[list[str], np.ndarray]:
+    """The assets (the weighted ones first, in weight order, then every other one the covariance names) and
+    the covariance matrix over them, from one parse of the keys."""
+    if not covariance:
+        return list(weights), np.zeros((len(weights), len(weights)))
+    left, right = _pairs(list(covariance))
+    named = np.unique(np.concatenate([left, right]))
+    assets = list(dict.fromkeys([*weights, *(str(n) for n in named if n)]))
+    return assets, _matrix(assets, left, right, np.fromiter(covariance.values(), dtype=float, count=len(covariance)))
 
 
 def portfolio_risk(weights: np.ndarray, cov: np.ndarray) -> PortfolioRisk:
