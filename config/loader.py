@@ -147,6 +147,11 @@ class RiskHubConfig(msgspec.Struct, forbid_unknown_fields=True):
     retry_backoff_ms: Annotated[int, Meta(ge=0)] = 500
     dedupe_window: Annotated[int, Meta(ge=1)] = 1000
 
+    def __post_init__(self) -> None:
+        if self.ttl_sec_default > self.ttl_sec_max:
+            raise ValueError(f"risk_hub.ttl_sec_default ({self.ttl_sec_default}) exceeds ttl_sec_max "
+                             f"({self.ttl_sec_max})")
+
 
 class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
