@@ -215,14 +215,15 @@ def _newer(snapshot: RiskSnapshot, current: RiskSnapshotStamp | None) -> bool:
     return order_key(snapshot.as_of, snapshot.created_at) >= order_key(current.as_of, current.created_at)
 
 
-def accept(state: WorldState, snapshot: RiskSnapshot, stored_hash: str | None, now: datetime,
+def accept(state: WorldState, snapshot: RiskSnapshot, stored: RiskSnapshot | None, now: datetime,
            correlation_id: str | None) -> Outcome:
-    """``stored_hash``: the hash already stored under this version for the world (``None``: a new version)."""
+    """``stored``: the snapshot already stored under this version for the world (``None``: a new version);
+    a duplicate is answered with it (its first ``created_at``), not with the copy just pushed."""
     require_world(state)
-    if stored_hash is not None:
-        if stored_hash != snapshot.hash:
+    if stored is not None:
+        if stored.hash != snapshot.hash:
             raise conflict(f"snapshot version collision for world_id={state.world_id} version={snapshot.version}")
-        return Outcome(state=state, effects=[], reply=SnapshotAccepted(snapshot=snapshot, deduped=True))
+        return Outcome(state=state, effects=[], reply=SnapshotAccepted(snapshot=stored, deduped=True))
     effects: list[Effect] = [
         SaveRiskSnapshot(snapshot=snapshot),
         AuditRecord(event="risk_snapshot_accepted", request=None,

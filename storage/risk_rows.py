@@ -45,31 +45,30 @@ class RiskSnapshotReads:
         except sa.exc.DBAPIError as exc:
             raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
 
-    def stored_hash(self, world_id: str, version: str) -> str | None:
-        """Read on every push, inside the world's mailbox. On SQLite a SQLAlchemy transaction begins
+    def stored(self, world_id: str, version: str) -> RiskSnapshot | None:
+        """The snapshot stored under ``version``. Read on every push, inside the world's mailbox. On SQLite a SQLAlchemy transaction begins
         IMMEDIATE (``storage.engine``), so it would queue behind every group commit for the write lock;
         this read runs on the raw autocommit connection instead (a WAL read: no lock, the last commit)."""
         if self.engine.dialect.name == "sqlite":
-            return self._sqlite_hash(world_id, version)
-        query = sa.select(_r.c.hash).where(_r.c.world_id == world_id, _r.c.version == version)
-        try:
-            with self.engine.connect() as conn:
-                return conn.execute(query).scalar()
-        except sa.exc.DBAPIError as exc:
-            raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
+            return self._sqlite_stored(world_id, version)
+        return self.by_version(world_id, version)
 
-    def _sqlite_hash(self, world_id: str, version: str) -> str | None:
+    def stored_hash(self, world_id: str, version: str) -> str | None:
+        found = self.stored(world_id, version)
+        return None if found is None else found.hash
+
+    def _sqlite_stored(self, world_id: str, version: str) -> RiskSnapshot | None:
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            cursor.execute("SELECT hash FROM risk_snapshots WHERE world_id = ? AND version = ?", (world_id, version))
+            cursor.execute("SELECT record FROM risk_snapshots WHERE world_id = ? AND version = ?", (world_id, version))
             row = cursor.fetchone()
             cursor.close()
         except Exception as exc:  # noqa: BLE001 - sqlite3's errors: the store is unavailable
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
         finally:
             raw.close()
-        return None if row is None else str(row[0])
+        return None if row is None else msgspec.json.decode(row[0], type=RiskSnapshot)
 
     def by_version(self, world_id: str, version: str) -> RiskSnapshot | None:
         found = self._rows(sa.select(_r.c.record).where(_r.c.world_id == world_id, _r.c.version == version))

@@ -86,10 +86,11 @@ def test_an_invalid_or_expired_snapshot_is_422(hub: Harness, change: dict[str, A
     assert hub.client.get(HUB).json() == {"snapshots": []}
 
 
-def test_the_same_version_again_is_a_duplicate_and_other_content_a_conflict(hub: Harness) -> None:
+def test_the_same_version_again_is_a_duplicate_and_other_content_a_conflict(hub: Harness, clock: FakeClock) -> None:
     first = _push(hub, _snapshot()).json()
+    clock.advance(seconds=30)
     again = _push(hub, _snapshot(hash="blake3:whatever"))
-    assert again.status_code == 200 and again.json()["hash"] == first["hash"]
+    assert again.status_code == 200 and again.json() == first  # the stored one, first created_at included
     conflict = _push(hub, _snapshot(weights={"s1": 0.5, "s2": 0.5}))
     assert conflict.status_code == 409 and "version collision" in conflict.json()["detail"]
     hub.system.relay_now()
