@@ -51,11 +51,27 @@ class RiskSnapshotReads:
         this read runs on the raw autocommit connection instead (a WAL read: no lock, the last commit)."""
         if self.engine.dialect.name == "sqlite":
             return self._sqlite_stored(world_id, version)
-        return self.by_version(world_id, version)
+        return self._postgres_stored(world_id, version)
 
     def stored_hash(self, world_id: str, version: str) -> str | None:
         found = self.stored(world_id, version)
         return None if found is None else found.hash
+
+    def _postgres_stored(self, world_id: str, version: str) -> RiskSnapshot | None:
+        """One autocommit round trip instead of BEGIN, SELECT and ROLLBACK (about twice the push rate)."""
+        raw = self.engine.raw_connection()
+        driver = raw.driver_connection
+        try:
+            driver.autocommit = True  # a checked-out connection is idle: no transaction to end
+            row = driver.execute("SELECT record FROM risk_snapshots WHERE world_id = %s AND version = %s",
+                                 (world_id, version)).fetchone()
+            driver.autocommit = False  # back to the pool as every other connection is
+        except Exception as exc:  # noqa: BLE001 - psycopg's errors: the store is unavailable
+            raw.invalidate()  # never back to the pool in autocommit
+            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            raw.close()
+        return None if row is None else msgspec.convert(row[0], RiskSnapshot)
 
     def _sqlite_stored(self, world_id: str, version: str) -> RiskSnapshot | None:
         raw = self.engine.raw_connection()
