@@ -124,9 +124,10 @@ def build_runtime(config: Config, publisher: Any = None, executor: Any = None, *
         bus.subscribe(lambda published: system.receive_ack_now(published.event),
                       topic=config.worldservice.controlbus.ack_topic)
         if config.worldservice.risk_hub.consumer_enabled:  # dev: the same event-driven path, in memory
-            bus.subscribe(lambda published: system.receive_risk_event(
-                RiskEventReceived(raw=msgspec.json.encode(published.event), reply=noop_reply)),
-                topic=config.worldservice.controlbus.topics["risk_snapshot"])
+            for family in ("risk_snapshot", "policy"):  # snapshots, and new evaluation runs
+                bus.subscribe(lambda published: system.receive_risk_event(
+                    RiskEventReceived(raw=msgspec.json.encode(published.event), reply=noop_reply)),
+                    topic=config.worldservice.controlbus.topics[family])
     return Runtime(config=config, store=store, bus=bus, system=system)
 
 
@@ -243,6 +244,10 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
         handler = risk_event_handler(runtime.system.receive_risk_event, publisher, dlq_topic(topic),
                                      edge.call_timeout_s)
         consumers.append(KafkaConsumerLoop(brokers, topic, hub.consumer_group, handler, **group))
+        # New evaluation runs (on the policy topic) are validated against the latest snapshot at once.
+        runs = bus.topics["policy"]
+        consumers.append(KafkaConsumerLoop(brokers, runs, f"{hub.consumer_group}.runs", risk_event_handler(
+            runtime.system.receive_risk_event, publisher, dlq_topic(topic), edge.call_timeout_s), **group))
     for consumer in consumers:
         await consumer.start()
     # Readiness waits (bounded) for the ACK consumer's group join, so a first apply is not held for ACKs

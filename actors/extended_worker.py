@@ -34,6 +34,7 @@ class Validate:
     snapshot: RiskSnapshot
     done: ReplyHook
     correlation_id: str | None = None
+    event_type: str = rs.EVENT_TYPE  # what scheduled the run (``validation_event_*``'s label)
 
 
 class ExtendedValidationWorker(pykka.ThreadingActor):
@@ -73,8 +74,8 @@ class ExtendedValidationWorker(pykka.ThreadingActor):
             elapsed = time.perf_counter() - started
             self._metrics.run("success" if reply.ok else "failure", stage)
             self._metrics.run_latency.labels(stage=stage_label(stage)).observe(elapsed)
-            self._metrics.event("processed" if reply.ok else "failed", rs.EVENT_TYPE, stage)
-            self._metrics.event_latency.labels(rs.EVENT_TYPE, stage_label(stage)).observe(elapsed)
+            self._metrics.event("processed" if reply.ok else "failed", message.event_type, stage)
+            self._metrics.event_latency.labels(message.event_type, stage_label(stage)).observe(elapsed)
             message.done(reply)
 
         self._send(Request(command=command, reply=recorded))

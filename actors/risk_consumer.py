@@ -1,6 +1,7 @@
 """RiskConsumer: the Risk Hub's ControlBus consumer (reference ``RiskHubControlBusConsumer``, §3.7).
 
-For each ``risk_snapshot_updated`` event: validate it (``ttl_sec`` defaults to the hub's), drop it when
+For each ``evaluation_run_created`` event the new run is validated against its world's newest fresh
+snapshot right away (the reference's validation consumer). For each ``risk_snapshot_updated`` event: validate it (``ttl_sec`` defaults to the hub's), drop it when
 expired, drop a duplicate (its idempotency key was done within the last ``window`` events), store it through
 its world's actor (a snapshot this daemon announced itself is a known version and hash there: nothing is
 written twice), and have the extended-validation worker run on it. The event's ``reply`` is answered when all
@@ -33,6 +34,7 @@ from messages.risk_hub import RiskSnapshot, StoreRiskSnapshot
 
 log = structlog.get_logger("worldservice.risk_consumer")
 _EVENT_ONLY = ("event_version", "idempotency_key")
+RUN_CREATED = "evaluation_run_created"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,11 @@ class _Finished:
     started: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Remember:
+    key: str
+
+
 class _Poison(Exception):
     pass
 
@@ -80,11 +87,18 @@ def _snapshot_of(event: Any, ttl_default: int) -> tuple[RiskSnapshot, str]:
     return snapshot, key or f"{snapshot.world_id}|{snapshot.version}|{snapshot.hash}"
 
 
+def _run_event_ids(event: dict[str, Any]) -> tuple[str, str]:
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    return str(data.get("world_id") or ""), str(data.get("idempotency_key") or "")
+
+
 class RiskConsumer(pykka.ThreadingActor):
     def __init__(self, send: Callable[[Request], None], validate: Callable[[Validate], None],
                  clock: Callable[[], datetime], metrics: RiskHubMetrics, *, ttl_default: int = 900,
-                 max_attempts: int = 3, backoff_s: float = 0.5, window: int = 1000) -> None:
+                 max_attempts: int = 3, backoff_s: float = 0.5, window: int = 1000,
+                 latest: Callable[[str], RiskSnapshot | None] | None = None) -> None:
         super().__init__()
+        self._latest = latest or (lambda world_id: None)
         self._send = send
         self._validate = validate
         self._clock = clock
@@ -100,12 +114,17 @@ class RiskConsumer(pykka.ThreadingActor):
             self._received(message)
         elif isinstance(message, _Finished):
             self._finished(message)
+        elif isinstance(message, _Remember):
+            self._remember(message.key)
 
     def _received(self, received: RiskEventReceived) -> None:
         try:
             event = msgspec.json.decode(received.raw)
         except msgspec.DecodeError as exc:
             self._dead_letter(received, None, 1, f"undecodable event: {exc}", received.raw.decode(errors="replace"))
+            return
+        if isinstance(event, dict) and event.get("type") == RUN_CREATED:
+            self._run_created(received, event)
             return
         if not isinstance(event, dict) or event.get("type") != rs.EVENT_TYPE:
             received.reply(Reply(status=204))  # another event type on a shared topic: not ours
@@ -142,6 +161,35 @@ class RiskConsumer(pykka.ThreadingActor):
         self._send(Request(command=StoreRiskSnapshot(world_id=snapshot.world_id, snapshot=snapshot,
                                                      correlation_id=f"risk_snapshot:{snapshot.world_id}:{snapshot.hash}"),
                            reply=stored))
+
+    def _run_created(self, received: RiskEventReceived, event: dict[str, Any]) -> None:
+        """A new evaluation run is validated against its world's latest fresh snapshot at once, not only at
+        the next snapshot (the reference's validation consumer)."""
+        world_id, key = _run_event_ids(event)
+        snapshot = self._snapshot_for_run(world_id, key)
+        if snapshot is None:
+            received.reply(Reply(status=204))
+            return
+        tell = self.actor_ref.tell
+
+        def finish(reply: Reply) -> None:
+            if reply.ok and key:
+                tell(_Remember(key))
+            received.reply(Reply(status=200) if reply.ok else reply)
+
+        self._validate(Validate(snapshot=snapshot, done=finish, event_type=RUN_CREATED,
+                                correlation_id=event.get("correlation_id")))
+
+    def _snapshot_for_run(self, world_id: str, key: str) -> RiskSnapshot | None:
+        """The fresh snapshot to validate a new run against; ``None`` (counted) when there is none to do."""
+        if not world_id or (key and key in self._done):
+            self._metrics.event("dedupe" if world_id else "failed", RUN_CREATED, None)
+            return None
+        snapshot = self._latest(world_id)
+        if snapshot is None or rs.is_expired(snapshot, self._clock()):
+            self._metrics.missing.inc()
+            return None
+        return snapshot
 
     def _finished(self, done: _Finished) -> None:
         stage, reply = done.snapshot.stage, done.reply

@@ -66,7 +66,13 @@ class ActorSystem:
         self.extended = ExtendedValidationWorker.start(self.blobs, self.directory.tell, self.clock, self.risk_metrics)
         self.risk_consumer = RiskConsumer.start(
             self.directory.tell, self.extended.tell, self.clock, self.risk_metrics, ttl_default=hub.ttl_sec_default,
-            max_attempts=hub.max_attempts, backoff_s=hub.retry_backoff_ms / 1000, window=hub.dedupe_window)
+            max_attempts=hub.max_attempts, backoff_s=hub.retry_backoff_ms / 1000, window=hub.dedupe_window,
+            latest=self._latest_snapshot)
+
+    def _latest_snapshot(self, world_id: str) -> Any:
+        """The world's newest snapshot (the consumer checks its freshness), for a new evaluation run."""
+        newest = RiskSnapshotReads(self.store.engine).newest(world_id, 1)
+        return newest[0] if newest else None
 
     def receive_risk_event(self, received: RiskEventReceived) -> None:
         """A ``risk_snapshot_updated`` record from the ControlBus; ``received.reply`` answers when it is done."""

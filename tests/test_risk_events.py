@@ -142,3 +142,22 @@ def test_a_failing_run_is_retried_then_dead_lettered_and_the_next_delivery_succe
     assert failures == ['extended_validation_run_total{stage="paper",status="failure"} 3.0']
     assert _consume(world, raw).status == 200  # not remembered as done: a later delivery is processed
     assert _run(world, "s3")["validation"]["extended_revision"] == 1
+
+
+def test_a_run_created_after_the_snapshot_is_validated_against_it(world: Harness) -> None:
+    assert _consume(world, _pushed_event(world)).status == 200
+    r = world.client.post("/worlds/w1/evaluate", json={"strategy_id": "s3", "run_id": "r-new", "stage": "paper",
+                                                       "metrics": {"s3": {"sharpe": 1.2}}})
+    assert r.status_code == 200, r.text
+    world.system.relay_now()
+    [created] = [e.event for e in world.bus.of_type("evaluation_run_created") if e.event["data"]["run_id"] == "r-new"]
+    assert _consume(world, msgspec.json.encode(created)).status == 200
+    fresh = world.client.get("/worlds/w1/strategies/s3/runs/r-new").json()["validation"]
+    assert fresh["extended_revision"] == 1 and fresh["extended_history"][0]["block"]["snapshot_version"] == "v1"
+    assert _consume(world, msgspec.json.encode(created)).status == 204  # done already
+    assert _metric(world, "validation_event_processed_total") == 2
+    # A world without a fresh snapshot: nothing to validate against.
+    assert world.client.post("/worlds", json={"id": "w2"}).status_code == 201
+    lonely = {**created, "data": {**created["data"], "world_id": "w2", "idempotency_key": "k2"}}
+    assert _consume(world, msgspec.json.encode(lonely)).status == 204
+    assert world.client.get("/metrics").text.count("risk_hub_snapshot_missing_total 1.0") == 1
