@@ -1,8 +1,8 @@
 """RiskConsumer: the Risk Hub's ControlBus consumer (reference ``RiskHubControlBusConsumer``, §3.7).
 
 For each ``evaluation_run_created`` event the new run is validated against its world's newest fresh
-snapshot right away (the reference's validation consumer). For each ``risk_snapshot_updated`` event: validate it (``ttl_sec`` defaults to the hub's), drop it when
-expired, drop a duplicate (its idempotency key was done within the last ``window`` events), store it through
+snapshot right away (the reference's validation consumer). For each ``risk_snapshot_updated`` event:
+validate it (``ttl_sec`` defaults to the hub's), drop it when expired, drop a duplicate (its idempotency key was done within the last ``window`` events), store it through
 its world's actor (a snapshot this daemon announced itself is a known version and hash there: nothing is
 written twice), and have the extended-validation worker run on it. The event's ``reply`` is answered when all
 of that is done, so the consumer commits its offset only then and a restart resumes after the last event
