@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+import msgspec
 import uvicorn
 
+from actors.directory_messages import noop_reply
+from actors.risk_consumer import RiskEventReceived
 from actors.system import ActorSystem
 from config import Config, ConfigError, load_config
 from storage import migrate
@@ -31,6 +34,7 @@ from transport.http import Edge, RebalanceFlags, create_app
 from transport.kafka import KafkaConsumerLoop, KafkaPublisher, brokers_unreachable
 from transport.kafka_intake import CommandIntake, ack_handler
 from transport.log_sink import LogSink, stamp_time, to_queue
+from transport.risk_events import dlq_topic, risk_event_handler
 from transport.principals import Authenticator
 from transport.memory_bus import InMemoryBus
 from transport.systemd import Systemd
@@ -133,6 +137,11 @@ def build_runtime(config: Config, publisher: Any = None, executor: Any = None, *
     if isinstance(bus, InMemoryBus):
         bus.subscribe(lambda published: system.receive_ack_now(published.event),
                       topic=config.worldservice.controlbus.ack_topic)
+        if config.worldservice.risk_hub.consumer_enabled:  # dev: the same event-driven path, in memory
+            for family in ("risk_snapshot", "policy"):  # snapshots, and new evaluation runs
+                bus.subscribe(lambda published: system.receive_risk_event(
+                    RiskEventReceived(raw=msgspec.json.encode(published.event), reply=noop_reply)),
+                    topic=config.worldservice.controlbus.topics[family])
     return Runtime(config=config, store=store, bus=bus, system=system)
 
 
@@ -247,6 +256,16 @@ async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list
         consumers.append(KafkaConsumerLoop(brokers, bus.commands_topic, bus.group_id, intake.handle,
                                            max_records=bus.commands_max_poll_records,
                                            max_in_flight=bus.commands_in_flight, on_rewind=intake.rewound, **group))
+    hub = config.worldservice.risk_hub
+    if hub.consumer_enabled:
+        topic = bus.topics["risk_snapshot"]
+        handler = risk_event_handler(runtime.system.receive_risk_event, publisher, dlq_topic(topic),
+                                     edge.call_timeout_s)
+        consumers.append(KafkaConsumerLoop(brokers, topic, hub.consumer_group, handler, **group))
+        # New evaluation runs (on the policy topic) are validated against the latest snapshot at once.
+        runs = bus.topics["policy"]
+        consumers.append(KafkaConsumerLoop(brokers, runs, f"{hub.consumer_group}.runs", risk_event_handler(
+            runtime.system.receive_risk_event, publisher, dlq_topic(topic), edge.call_timeout_s), **group))
     for consumer in consumers:
         await consumer.start()
     # Readiness waits (bounded) for the ACK consumer's group join, so a first apply is not held for ACKs

@@ -20,13 +20,21 @@ from actors.directory import Directory
 from actors.directory_messages import noop_reply, ResidentWorlds, Sweep, TickOpenRuns, WorldMailboxes
 from actors.metrics import ActorMetrics
 from actors.routes import Routes
+from actors.extended_worker import ExtendedValidationWorker
+from actors.risk_consumer import RiskConsumer, RiskEventReceived
+from actors.risk_hub import RiskHub
+from actors.risk_metrics import RiskHubMetrics
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.storage_reader import StorageRead, StorageReader
 from actors.world import WorldActor
 from actors.world_commits import Completions, completions_hand_off
 from domain.activation import fold_audit, state_hash
 from config import Config
-from messages.commands import ApplyTick, RefreshProjection, UpsertAllocations
+from domain.risk_snapshots import HubLimits
+from messages.commands import RISK_HUB_KINDS, ApplyTick, RefreshProjection, UpsertAllocations
+from storage.risk_blobs import RedisBlobStore, SqlBlobStore
+from storage.risk_cache import RedisLatestCache
+from storage.risk_rows import RiskSnapshotReads
 from storage.sql import OutboxRow, SqlStore
 
 log = structlog.get_logger("worldservice.system")
@@ -55,6 +63,40 @@ class ActorSystem:
         self.acks = AckIntake.start(self.send, metrics=self.metrics)  # sequences Gateway ACKs per run
         self.allocations = AllocationCoordinator.start(store, self.writer, self.send, self.clock, executor)
         self.reader = StorageReader.start(store)  # the edges' cross-world reads: never SQL on the event loop
+        self.risk_metrics = RiskHubMetrics(self.metrics.registry)
+        self.blobs = self._blob_store()
+        hub = self.config.worldservice.risk_hub
+        server = self.config.server
+        self.latest_cache = RedisLatestCache(server.redis, server.redis_prefix) if server.redis else None
+        self.risk_hub = RiskHub.start(RiskSnapshotReads(store.engine), self.blobs, self.directory.tell, self.clock,
+                                      self._hub_limits(), self.risk_metrics, self.latest_cache,
+                                      hub.latest_cache_ttl_s)
+        self.extended = ExtendedValidationWorker.start(self.blobs, self.directory.tell, self.clock, self.risk_metrics)
+        self.risk_consumer = RiskConsumer.start(
+            self.directory.tell, self.extended.tell, self.clock, self.risk_metrics, ttl_default=hub.ttl_sec_default,
+            max_attempts=hub.max_attempts, backoff_s=hub.retry_backoff_ms / 1000, window=hub.dedupe_window,
+            latest=self._latest_snapshot)
+
+    def _latest_snapshot(self, world_id: str) -> Any:
+        """The world's newest snapshot (the consumer checks its freshness), for a new evaluation run."""
+        newest = RiskSnapshotReads(self.store.engine).newest(world_id, 1)
+        return newest[0] if newest else None
+
+    def receive_risk_event(self, received: RiskEventReceived) -> None:
+        """A ``risk_snapshot_updated`` record from the ControlBus; ``received.reply`` answers when it is done."""
+        self.risk_consumer.tell(received)
+
+    def _hub_limits(self) -> HubLimits:
+        hub = self.config.worldservice.risk_hub
+        return HubLimits(hub.ttl_sec_default, hub.ttl_sec_max, hub.inline_cov_threshold, hub.inline_max_bytes)
+
+    def _blob_store(self) -> SqlBlobStore | RedisBlobStore:
+        """Redis in prod (where it is required), SQL elsewhere, unless ``risk_hub.blob_store`` says."""
+        kind = self.config.worldservice.risk_hub.blob_store or ("redis" if self.config.server.redis else "sql")
+        if kind == "redis" and self.config.server.redis:
+            return RedisBlobStore(self.config.server.redis, self.config.server.redis_prefix,
+                                  self.config.worldservice.risk_hub.ttl_sec_max)
+        return SqlBlobStore(self.store.engine)
 
     def _mark_sent(self, ids: list[int], sent_at: str) -> None:
         self.writer.tell(MarkSent(ids=ids, sent_at=sent_at))
@@ -72,6 +114,8 @@ class ActorSystem:
     def send(self, request: Request) -> None:
         if isinstance(request.command, UpsertAllocations):
             self.allocations.tell(request)  # cross-world: the coordinator takes the worlds itself
+        elif isinstance(request.command, RISK_HUB_KINDS):
+            self.risk_hub.tell(request)  # validated and its blobs stored there, then on to the world
         elif not self.routes.deliver(request):  # not resident (or being passivated): the Directory
             self.directory.tell(request)
 
@@ -105,7 +149,8 @@ class ActorSystem:
     def mailbox_depths(self) -> dict[str, int]:
         """Queue lengths, read without a round trip (a wedged actor still shows its backlog)."""
         refs = {"acks": self.acks, "directory": self.directory, "writer": self.writer, "relay": self.relay, "reader": self.reader,
-                "projection": self.projection.actor_ref, "completions": self.completions}
+                "projection": self.projection.actor_ref, "completions": self.completions,
+                "risk_hub": self.risk_hub, "risk_consumer": self.risk_consumer, "extended_validation": self.extended}
         depths = {name: ref.actor_inbox.qsize() for name, ref in refs.items()}
         depths["worlds"] = self.directory.ask(WorldMailboxes(), timeout=5)
         return depths
@@ -199,9 +244,15 @@ class ActorSystem:
         self.acks.stop(block=True)  # no ACK reaches a world after this
         self.allocations.stop(block=True)  # releases its worlds before they drain
         self.reader.stop(block=True)
+        self.risk_consumer.stop(block=True)  # the consumer edge stopped first: nothing new arrives
+        self.extended.stop(block=True)
+        self.risk_hub.stop(block=True)  # its last pushes reach their worlds before they drain
         self.directory.stop(block=True)
         self.relay.ask(Relay())
         self.relay.stop(block=True)
         self.writer.stop(block=True)  # commits the last writes' relay marks too
         self.completions.stop(block=True)  # after the writer: its last commits are answered
         self.projection.actor_ref.stop(block=True)
+        for client in (self.blobs, self.latest_cache):
+            if isinstance(client, (RedisBlobStore, RedisLatestCache)):
+                client.close()

@@ -24,6 +24,7 @@ from actors.bridge import Reply, Request, answer_reply, error_reply, outcome_rep
 from actors.ack_intake import AckNote, PhaseAcknowledged, RunView
 from actors.apply_driver import ApplyDriver, apply_settings
 from actors.directory_messages import RunOpen, WorldStopped, WorldVacant
+from actors.risk_world import store_snapshot
 from actors.sql_writer import WriteRequest
 from actors.world_batch import BatchedMutations
 from actors.world_commits import Commit, Epoch, UnknownOutcome
@@ -37,7 +38,7 @@ from messages.decisions import DecisionHistoryOut
 from domain.timefmt import iso_z, parse_iso
 from messages.commands import (
     AckActivation, ApplyPromotion, ApplyTick, AutoApplyPromotion, Command, GetAudit, GetDecisionHistory,
-    HoldForAllocation, RefreshProjection, ReleaseAllocation, RunLiveMonitoring, StartApply,
+    HoldForAllocation, RefreshProjection, ReleaseAllocation, RunLiveMonitoring, StartApply, StoreRiskSnapshot,
 )
 from messages.apply import ApplyRun
 from messages.errors import CommandRejected, not_found
@@ -281,6 +282,7 @@ class WorldActor(BatchedMutations, pykka.ThreadingActor):
         PhaseAcknowledged: _on_phase_acknowledged,
         RefreshProjection: _refresh_projection, HoldForAllocation: _hold,
         ApplyPromotion: _promote, AutoApplyPromotion: _promote,
+        StoreRiskSnapshot: store_snapshot,  # the version rule reads SQL inside this mailbox
     }
 
     # --- persistence -----------------------------------------------------------------------------

@@ -94,7 +94,7 @@ class ApplyConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 def _default_topics() -> dict[str, str]:
     return {"activation": "activation", "policy": "policy", "rebalancing_planned": "rebalancing_planned",
-            "edges": "control.edges", "domains": "control.domains"}
+            "edges": "control.edges", "domains": "control.domains", "risk_snapshot": "risk_snapshot"}
 
 
 class ControlBusConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -134,6 +134,32 @@ class AllocationsConfig(msgspec.Struct, forbid_unknown_fields=True):
     executor_retries: Annotated[int, Meta(ge=0)] = 2
 
 
+class RiskHubConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The Risk Signal Hub (reference ``risk_hub:``). ``token``: when set, a push must carry
+    ``Authorization: Bearer <token>`` (the reference's check; with auth on, the route's role rule applies
+    as well). ``blob_store`` None: Redis when ``server.redis`` is set, else SQL. The consumer reads
+    ``risk_snapshot_updated`` from the ControlBus (group ``consumer_group``) and schedules extended
+    validation; an event that fails ``max_attempts`` times goes to ``<topic>.dlq``."""
+
+    token: str | None = None
+    ttl_sec_default: Annotated[int, Meta(ge=1)] = 900
+    ttl_sec_max: Annotated[int, Meta(ge=1)] = 86_400
+    inline_cov_threshold: Annotated[int, Meta(ge=0)] = 100
+    inline_max_bytes: Annotated[int, Meta(ge=0)] = 65_536
+    blob_store: Literal["sql", "redis"] | None = None
+    latest_cache_ttl_s: Annotated[int, Meta(ge=1)] = 300
+    consumer_enabled: bool = True
+    consumer_group: str = "worldservice-risk-hub"
+    max_attempts: Annotated[int, Meta(ge=1)] = 3
+    retry_backoff_ms: Annotated[int, Meta(ge=0)] = 500
+    dedupe_window: Annotated[int, Meta(ge=1)] = 1000
+
+    def __post_init__(self) -> None:
+        if self.ttl_sec_default > self.ttl_sec_max:
+            raise ValueError(f"risk_hub.ttl_sec_default ({self.ttl_sec_default}) exceeds ttl_sec_max "
+                             f"({self.ttl_sec_max})")
+
+
 class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data_dir: str = "./data"
@@ -143,6 +169,7 @@ class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
     apply: ApplyConfig = msgspec.field(default_factory=ApplyConfig)
     controlbus: ControlBusConfig = msgspec.field(default_factory=ControlBusConfig)
     allocations: AllocationsConfig = msgspec.field(default_factory=AllocationsConfig)
+    risk_hub: RiskHubConfig = msgspec.field(default_factory=RiskHubConfig)
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):

@@ -16,6 +16,7 @@ from messages.evaluation import EvaluationRun
 from messages.decisions import DecisionRecord, DecisionState, HistoryEntry
 from messages.errors import Answer
 from messages.policies import PolicyInfo
+from messages.risk_hub import RiskSnapshot
 from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
 
@@ -142,6 +143,12 @@ class SaveEvaluationRun(msgspec.Struct, tag=True):
     run: EvaluationRun
 
 
+class SaveRiskSnapshot(msgspec.Struct, tag=True):
+    """One accepted Risk Hub snapshot (large parts by blob reference): written once, never rewritten."""
+
+    snapshot: RiskSnapshot
+
+
 class SaveHistory(msgspec.Struct, tag=True):
     entry: HistoryEntry
 
@@ -163,4 +170,4 @@ class OutboxEvent(msgspec.Struct, tag=True):
 Effect = (SaveWorld | RemoveWorld | SavePolicy | SaveStrategies | SaveActivation | RemoveActivation | SaveHistory
           | SaveApplyRun | SaveAck | SaveEdge | SaveWorldAllocation | SaveAllocationRun | RemoveEdge | RememberCommand | AuditRecord | OutboxEvent
           | SaveNode | RemoveNode | SaveValidation | RemoveValidations | SaveDecision | RecordDecision
-          | SaveEvaluationRun)
+          | SaveEvaluationRun | SaveRiskSnapshot)

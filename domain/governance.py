@@ -13,8 +13,7 @@ The gates, each a function of its inputs only (time is passed in):
   below ``canary_fraction`` (``None`` or ``>= 1``: always; ``<= 0``: never).
 - risk snapshot: the world's latest risk snapshot must exist and not be expired (expired when
   ``now > created_at + ttl_sec``, the reference hub's rule). In the reference the hub is always present in
-  the app, so this gate always applies there; see ``risk_snapshot_blocks`` for what happens here without a
-  hub.
+  the app, so this gate always applies there, as here.
 """
 
 from __future__ import annotations
@@ -92,6 +91,7 @@ class RiskSnapshotStamp:
     version: str
     created_at: str
     ttl_sec: int
+    as_of: str = ""  # the snapshot's own time: "latest" orders by it, then by created_at
 
 
 def risk_snapshot_fresh(snapshot: RiskSnapshotStamp | None, now: datetime) -> bool:
@@ -105,9 +105,10 @@ def risk_snapshot_blocks(governance: LivePromotionGovernance, snapshot: RiskSnap
                          now: datetime) -> bool:
     """The ``risk_snapshot_missing_or_expired`` gate.
 
-    There is no Risk Signal Hub yet, so no world has a snapshot and ``snapshot`` is always ``None``: every
-    promotion is blocked with this reason, unless the policy sets ``require_risk_snapshot: false`` (then the
-    gate is skipped, and the answer does not pretend evidence was seen). A control plane does not promote
+    ``snapshot`` is the world's newest accepted Risk Hub snapshot (``None`` before the first): without a
+    fresh one every promotion is blocked with this reason, unless the policy sets
+    ``require_risk_snapshot: false`` (then the gate is skipped, and the answer does not pretend evidence
+    was seen). A control plane does not promote
     to live on risk evidence it does not have. The reference skipped the gate only when its app had no hub
     object at all, which its app factory never allows."""
     return governance.require_risk_snapshot and not risk_snapshot_fresh(snapshot, now)

@@ -12,6 +12,7 @@ from domain import (
     activation, apply_answers, campaigns, evaluation, invariants, live_monitoring, policies, promotions, worlds,
     wvg,
 )
+from domain.extended_validation import record_extended_validation
 from domain.decide import decide
 from domain.effects import SaveDecision
 from domain.rebalancing.events import record_rebalance
@@ -48,6 +49,7 @@ _MUTATIONS: dict[type, Callable[[WorldState, Any, datetime], Outcome]] = {
     c.ApprovePromotion: promotions.approve,
     c.RejectPromotion: promotions.reject,
     c.RunLiveMonitoring: live_monitoring.run_monitoring,
+    c.RecordExtendedValidation: record_extended_validation,
 }
 
 

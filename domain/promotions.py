@@ -45,9 +45,10 @@ def governance_of(state: WorldState) -> LivePromotionGovernance:
 
 
 def latest_risk_snapshot(state: WorldState) -> RiskSnapshotStamp | None:
-    """The world's latest risk snapshot. There is no Risk Signal Hub yet, so a world has none: the risk
-    gate blocks every promotion unless the policy does not require the snapshot (``domain.governance``)."""
-    return None
+    """The world's newest accepted Risk Hub snapshot (loaded with the world, moved on each accept by
+    ``domain.risk_snapshots.accept``); ``None`` until one is pushed, which blocks every promotion unless the
+    policy does not require the snapshot (``domain.governance``)."""
+    return state.risk_snapshot
 
 
 def last_completed_apply(state: WorldState) -> datetime | None:

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from domain.effects import Effect, PolicyVersion
+from domain.governance import RiskSnapshotStamp
 from messages.activation import ActivationEntry
 from messages.apply import ApplyRun, EdgeOverride
 from messages.decisions import DecisionRecord, HistoryEntry
@@ -37,6 +38,7 @@ class WorldState(msgspec.Struct, kw_only=True):
     validations: dict[str, dict[str, ValidationEntry]] = {}
     # Evaluation runs: strategy_id -> run_id -> revisions, oldest first (the last is the run).
     evaluations: dict[str, dict[str, list[EvaluationRun]]] = {}
+    risk_snapshot: RiskSnapshotStamp | None = None  # the newest accepted Risk Hub snapshot (the live gate)
 
     def open_run(self) -> ApplyRun | None:
         """At most one run per world is not terminal."""

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import Meta
 
 from messages.activation import ActivationRequest
+from messages.command_base import Command
 from messages.apply import ApplyRequest, CohortEvaluateRequest, EvaluateRequest
 from messages.kinds import Role, declared, internal, mutation, query, union
 from messages.evaluation import EvaluationOverride, ExPostFailureRecord
@@ -21,19 +22,18 @@ from messages.bindings import StrategiesRequest
 from messages.rebalancing import AllocationUpsertRequest, RebalanceNotice
 from messages.decisions import HistoryRequest
 from messages.policies import PolicyRequest, SetDefaultRequest
+from messages.risk_hub import (  # noqa: F401 - the hub's kinds, re-exported for every edge
+    RISK_HUB_KINDS, LatestRiskSnapshot, ListRiskSnapshots, LookupRiskSnapshot, PushRiskSnapshot,
+    RecordExtendedValidation, StoreRiskSnapshot,
+)
 from messages.promotions import LivePromotionApplyRequest, LivePromotionApproveRequest, LivePromotionRejectRequest
-from messages.types import Identifier, PositiveVersion, Side, WorldId
+from messages.types import Identifier, PositiveVersion, Side
 from messages.worlds import WorldCreate, WorldUpdate
 from messages.wvg import (
     DomainText, EdgeOverrideUpsertRequest, ValidationContext, ValidationStoreRequest, WorldNodeUpsertRequest,
 )
 
 
-class Command(msgspec.Struct, tag_field="kind", forbid_unknown_fields=True, kw_only=True):
-    world_id: WorldId
-    actor: str | None = None
-    correlation_id: str | None = None
-    command_id: Identifier | None = None
 
 
 # --- mutations -------------------------------------------------------------------------------------
@@ -398,6 +398,10 @@ class GetLiveMonitoringReport(Command, tag="get_live_monitoring_report"):
 class RunLiveMonitoring(Command, tag="run_live_monitoring"):
     """Judge each strategy's latest live run by the default policy's ``live_monitoring`` guardrails; a run
     whose readings or verdict changed gets a new revision. ``run-all`` sends one per world."""
+
+
+# --- Risk Signal Hub (reference §1.13): declared with their family in ``messages.risk_hub`` ------------
+# (imported above, so the unions below include them).
 
 
 # --- derived from the declarations above (``messages.kinds``) ---------------------------------------

@@ -206,11 +206,33 @@ evaluation_runs = sa.Table(
     sa.Column("record", sa.JSON, nullable=False),
 )
 
+# Risk Hub snapshots, one row per accepted (world, version), never rewritten. ``order_key`` sorts by
+# (as_of, created_at) in UTC: what "latest" means. Large parts live in ``risk_blobs`` by content address.
+risk_snapshots = sa.Table(
+    "risk_snapshots", metadata,
+    sa.Column("world_id", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(256), primary_key=True),
+    sa.Column("order_key", sa.String(80), nullable=False),
+    sa.Column("hash", sa.String(80), nullable=False),
+    sa.Column("stage", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Index("ix_risk_snapshots_world_order", "world_id", "order_key"),
+)
+
+risk_blobs = sa.Table(
+    "risk_blobs", metadata,
+    sa.Column("ref", sa.String(128), primary_key=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+
 # Tables holding a world's current state: cleared when the world is deleted (audit and counters stay).
 WORLD_STATE_TABLES = {
     worlds: worlds.c.id, policies: policies.c.world_id, bindings: bindings.c.world_id,
     decisions: decisions.c.world_id, activations: activations.c.world_id, history: history.c.world_id,
     edge_overrides: edge_overrides.c.world_id, world_decisions: world_decisions.c.world_id,
     world_nodes: world_nodes.c.world_id, validation_cache: validation_cache.c.world_id,
-    evaluation_runs: evaluation_runs.c.world_id,
+    evaluation_runs: evaluation_runs.c.world_id, risk_snapshots: risk_snapshots.c.world_id,
 }

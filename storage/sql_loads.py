@@ -16,6 +16,7 @@ from messages.worlds import WorldRecord
 from messages.wvg import ValidationEntry, WorldNodeRef
 from storage import schema as t
 from storage.evaluation_rows import load_evaluations
+from storage.risk_rows import load_latest_stamp
 
 
 def load_world_state(conn: sa.Connection, world_id: str) -> WorldState:
@@ -41,6 +42,7 @@ def load_world_state(conn: sa.Connection, world_id: str) -> WorldState:
         nodes=_load_buckets(conn, t.world_nodes, world_id, WorldNodeRef),
         validations=_load_buckets(conn, t.validation_cache, world_id, ValidationEntry),
         evaluations=load_evaluations(conn, world_id),
+        risk_snapshot=load_latest_stamp(conn, world_id),
     )
 
 

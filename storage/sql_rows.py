@@ -14,11 +14,12 @@ import msgspec
 from domain.effects import (
     AuditRecord, Effect, OutboxEvent, RecordDecision, RememberCommand, RemoveActivation, RemoveEdge,
     RemoveNode, RemoveValidations, RemoveWorld, SaveAck, SaveActivation, SaveAllocationRun, SaveApplyRun,
-    SaveDecision, SaveEdge, SaveEvaluationRun, SaveHistory, SaveNode, SavePolicy, SaveStrategies,
+    SaveDecision, SaveEdge, SaveEvaluationRun, SaveHistory, SaveNode, SavePolicy, SaveRiskSnapshot, SaveStrategies,
     SaveValidation, SaveWorld, SaveWorldAllocation,
 )
 from storage import schema as t
 from storage.evaluation_rows import evaluation_row
+from storage.risk_rows import snapshot_row
 from storage.sql_statements import Statements, policy_row
 from storage.sql_types import WriteItem
 
@@ -50,6 +51,7 @@ class EffectRows:
             RemoveNode: (sql.delete_node, lambda item, e: {"w": item.world_id, "node": e.node_id,
                                                            "domain": e.execution_domain}),
             SaveEvaluationRun: (t.evaluation_runs.insert(), lambda item, e: evaluation_row(item.world_id, e)),
+            SaveRiskSnapshot: (t.risk_snapshots.insert(), lambda item, e: snapshot_row(item.world_id, e)),
         }
         self._one = one
         self._many: dict[type, Callable[[WriteItem, Any], list[Pair]]] = {

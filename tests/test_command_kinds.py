@@ -8,6 +8,7 @@ from typing import get_args
 import msgspec
 import pytest
 
+from actors.risk_hub import RiskHub
 from actors.world import WorldActor
 from domain.handle import DOMAIN_KINDS
 from messages import commands as c
@@ -27,7 +28,8 @@ def test_every_command_struct_is_declared_once():
 
 
 def test_every_declared_kind_has_exactly_one_server():
-    servers = [DOMAIN_KINDS, set(WorldActor._APPLY_HANDLERS), set(WorldActor._STORAGE_READS), _SERVED_ELSEWHERE]
+    servers = [DOMAIN_KINDS, set(WorldActor._APPLY_HANDLERS), set(WorldActor._STORAGE_READS), RiskHub.SERVES,
+               _SERVED_ELSEWHERE]
     served = [kind for server in servers for kind in server]
     assert sorted(k.__name__ for k in served) == sorted(k.type.__name__ for k in declared())
 

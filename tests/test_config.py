@@ -49,3 +49,12 @@ def test_check_config_refuses_prod_without_redis(capsys) -> None:
     assert main(["check-config", "--profile", "prod"]) == 2
     assert "worldservice.server.redis" in capsys.readouterr().err
     assert main(["check-config"]) == 0
+
+
+def test_the_risk_hub_settings_are_checked() -> None:
+    hub = load_config(environ={"WORLDSERVICE__RISK_HUB__TTL_SEC_DEFAULT": "600"}).worldservice.risk_hub
+    assert (hub.ttl_sec_default, hub.ttl_sec_max, hub.max_attempts) == (600, 86_400, 3)
+    with pytest.raises(ConfigError, match="ttl_sec_default"):
+        load_config(environ={"WORLDSERVICE__RISK_HUB__TTL_SEC_DEFAULT": "90000"})
+    with pytest.raises(ConfigError, match="blob_store"):
+        load_config(environ={"WORLDSERVICE__RISK_HUB__BLOB_STORE": "s3"})

@@ -13,7 +13,7 @@ from actors import faults
 from tests.conftest import FakeClock, Harness, make_config
 from tests.test_apply import FakeGateway
 
-NO_RISK = {"require_risk_snapshot": False}  # there is no Risk Signal Hub yet: the snapshot gate is waived here
+NO_RISK = {"require_risk_snapshot": False}  # the snapshot gate is waived here (tests/test_contract_risk_hub.py has it)
 PLAN_KEYS = {"world_id", "strategy_id", "run_id", "plan", "target_active", "current_active", "promotion_mode",
              "override_status", "pending_manual_approval", "eligible", "blocked_reasons", "cooldown_remaining_sec",
              "max_live_slots", "canary_fraction"}

@@ -20,7 +20,7 @@ WS_PRINCIPAL="${WS_PRINCIPAL:-User:worldservice}"
 GATEWAY_PRINCIPAL="${GATEWAY_PRINCIPAL:-User:gateway}"
 DOMAIN_PRINCIPAL_PREFIX="${DOMAIN_PRINCIPAL_PREFIX:-User:runtime-}"
 DOMAINS=(backtest dryrun live shadow)
-EVENT_TOPICS=(activation policy rebalancing_planned control.edges control.domains)
+EVENT_TOPICS=(activation policy rebalancing_planned control.edges control.domains risk_snapshot)
 
 if [[ $# -eq 0 ]]; then
   echo "usage: $0 WORLD_ID [WORLD_ID ...]" >&2
@@ -47,6 +47,10 @@ for topic in control.activation.ack worldservice.commands; do
 done
 acl --allow-principal "$WS_PRINCIPAL" --operation Write --topic worldservice.commands.dlq
 acl --allow-principal "$WS_PRINCIPAL" --operation Read --group worldservice
+# The Risk Hub's own consumer of risk_snapshot_updated, and its dead-letter topic.
+acl --allow-principal "$WS_PRINCIPAL" --operation Read --topic risk_snapshot
+acl --allow-principal "$WS_PRINCIPAL" --operation Write --topic risk_snapshot.dlq
+acl --allow-principal "$WS_PRINCIPAL" --operation Read --group worldservice-risk-hub
 
 # One namespace per (world, domain), each open to its own domain's runtime only.
 for world in "$@"; do

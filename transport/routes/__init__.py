@@ -10,6 +10,7 @@ from transport.routes.live_monitoring import LiveMonitoringController, run_all
 from transport.routes.operations import healthz, metrics, openapi_json, readyz
 from transport.routes.policies import PoliciesController, list_presets
 from transport.routes.promotions import PromotionsController
+from transport.routes.risk_hub import RiskHubController
 from transport.routes.rebalancing import AllocationsController, RebalanceFlags, RebalancingController
 from transport.routes.strategies import StrategiesController
 from transport.routes.worlds import WorldsController
@@ -21,5 +22,6 @@ ROUTE_HANDLERS = [
     WorldsController, PoliciesController, StrategiesController, ActivationController, ApplyController,
     WorldViewGraphController, RebalancingController, AllocationsController, CohortController,
     EvaluationRunsController, PromotionsController, CampaignsController, LiveMonitoringController, run_all,
+    RiskHubController,
     list_presets, healthz, readyz, metrics, openapi_json,
 ]
