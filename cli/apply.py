@@ -97,6 +97,8 @@ def start(ctx: typer.Context, world_id: str, run_id: Annotated[str, typer.Option
         render.errors().print(f"stopped watching; run {run_id} carries on in the daemon: "
                               f"worldservice world apply status {world_id} {run_id}", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        watch.poller.close()
     raise typer.Exit(code)
 
 
