@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import click
 import typer
 import yaml
 from typer.core import TyperGroup
@@ -20,7 +19,7 @@ from cli.client import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, Api, Refused,
 class WorldGroup(TyperGroup):
     """Turns the CLI's three failures into their exit codes, printing the reason on stderr."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except Refused as exc:

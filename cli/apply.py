@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Group
 from rich.live import Live
@@ -36,7 +35,7 @@ class ApplyGroup(TyperGroup):
     """``apply <id> …`` starts a run, ``apply status <id> <run>`` reads one: anything that is not a
     subcommand's name goes to the hidden ``start``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["start", *args]
         return super().parse_args(ctx, args)
