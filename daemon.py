@@ -1,4 +1,4 @@
-"""Composition root and CLI: ``worldservice serve | migrate | check-config | rebuild-activation``.
+"""Composition root and CLI: ``worldservice serve | migrate | check-config | rebuild-activation | world``.
 
 config -> storage -> actors -> transports; signals and drain. The asyncio loop runs in the main thread
 (where signals arrive) and serves HTTP; actors run on their own threads.
@@ -360,6 +360,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--host")
         p.add_argument("--port", type=int)
         p.add_argument("--data-dir")
+    # Only for the help text: ``main`` hands ``world …`` to the CLI before argparse sees it.
+    sub.add_parser("world", help="operate a running daemon over HTTP (worldservice world --help)", add_help=False)
     return parser
 
 
@@ -378,6 +380,11 @@ def _run_rebuild(config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["world"]:
+        from cli.main import run  # the operators' CLI: it only speaks HTTP to a daemon
+
+        return run(argv[1:])
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config, overrides=_overrides(args))

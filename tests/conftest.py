@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
@@ -29,9 +30,16 @@ def _no_actor_outlives_the_session() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
+def worker() -> str:
+    """``gw0``, ``gw1``, … under ``pytest -n``, else ``main``: each worker is a session of its own, with its
+    own PostgreSQL database, Redis key prefix and tansu broker (topics are unique per test anyway)."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(worker: str) -> Iterator[str]:
     try:
-        dsn, name = services.create_postgres_database()
+        dsn, name = services.create_postgres_database(worker)
     except Exception as exc:  # noqa: BLE001
         services.unavailable("PostgreSQL", exc)
     yield dsn
@@ -39,12 +47,12 @@ def postgres_dsn() -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_prefix() -> Iterator[str]:
+def redis_prefix(worker: str) -> Iterator[str]:
     try:
         client = services.redis_client()
     except Exception as exc:  # noqa: BLE001
         services.unavailable("Redis", exc)
-    prefix = f"wstest:{uuid.uuid4().hex[:10]}:"
+    prefix = f"wstest:{worker}:{uuid.uuid4().hex[:10]}:"
     yield prefix
     for key in client.scan_iter(match=f"{prefix}*"):
         client.delete(key)

@@ -24,9 +24,9 @@ def unavailable(service: str, error: Exception) -> None:
     pytest.skip(message)
 
 
-def create_postgres_database() -> tuple[str, str]:
-    """A fresh database for this test session: (sqlalchemy dsn, name)."""
-    name = f"ws_test_{uuid.uuid4().hex[:12]}"
+def create_postgres_database(worker: str = "main") -> tuple[str, str]:
+    """A fresh database for this test session (one per pytest-xdist worker): (sqlalchemy dsn, name)."""
+    name = f"ws_test_{worker}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN.rsplit("/", 1)[0]

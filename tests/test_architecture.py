@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ["actors", "messages", "storage", "domain", "transport", "config", "daemon.py"]
+SOURCES = ["cli", "actors", "messages", "storage", "domain", "transport", "config", "daemon.py"]
 
 
 def test_import_layers_hold() -> None:

@@ -187,6 +187,7 @@ def test_health_ready_metrics_and_openapi(api) -> None:
     assert c.get("/health").status_code == 200
     assert c.get("/readyz").status_code == 200
     c.post("/worlds", json={"id": "demo"})
+    api.system.relay_now()  # the reply can overtake the relay: the outbox is empty only once it has run
     metrics = c.get("/metrics").text
     assert 'worldservice_commands_total{kind="CreateWorld",status="2xx"} 1.0' in metrics
     assert "worldservice_resident_world_actors 1.0" in metrics

@@ -33,6 +33,16 @@ class EdgeMetrics:
                                  registry=self.registry)
         self.stale_snapshots = Counter("world_allocation_snapshot_stale_total", "Stale allocation snapshots served",
                                        registry=self.registry)
+        # Domain isolation (spec: ``cross_context_cache_hit_total``, target 0): a validation-cache hit whose
+        # entry was made under another EvalKey than the lookup's context. The actor evicts on a mismatch, so
+        # this stays 0 unless that rule breaks; it is counted here, where the answer leaves the daemon.
+        self.cache_lookups = Counter("world_validation_cache_lookups_total", "Validation cache lookups by result",
+                                     ["result"], registry=self.registry)
+        for result in ("hit", "miss"):
+            self.cache_lookups.labels(result)
+        self.cross_context_hits = Counter("cross_context_cache_hit_total",
+                                          "Validation cache hits made under another context than the lookup's",
+                                          registry=self.registry)
         self._served = self._stale = 0  # the counters' totals, for the ratio
         self.stale_ratio = Gauge("world_allocation_snapshot_stale_ratio", "Stale share of the snapshots served",
                                  registry=self.registry)
@@ -43,6 +53,11 @@ class EdgeMetrics:
         self._served += served
         self._stale += stale
         self.stale_ratio.set(self._stale / self._served if self._served else 0.0)
+
+    def observe_cache_lookup(self, hit_key: str | None, expected_key: str) -> None:
+        self.cache_lookups.labels("hit" if hit_key else "miss").inc()
+        if hit_key and hit_key != expected_key:
+            self.cross_context_hits.inc()
 
     def observe(self, kind: str, status: int, seconds: float) -> None:
         self.commands.labels(kind, f"{status // 100}xx").inc()

@@ -7,13 +7,14 @@ from typing import Annotated
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from domain.evalkey import eval_key
 from messages import commands as c
 from messages.wvg import (
     EdgeOverrideOut, EdgeOverrideUpsertRequest, ValidationCacheResponse, ValidationContext,
     ValidationInvariantsReport, ValidationStoreRequest, WorldNodeRef, WorldNodeUpsertRequest,
 )
 from transport.auth import needs
-from transport.edge import checked_path_id, errors, respond, run
+from transport.edge import checked_path_id, edge_of, errors, respond, run
 
 
 DomainQuery = Annotated[str | None, QueryParameter(max_length=32)]
@@ -70,7 +71,12 @@ class WorldViewGraphController(Controller):
     async def lookup_validation(self, request: Request, world_id: FromPath[str],
                                 data: JSONBody[ValidationContext]) -> Response[ValidationCacheResponse]:
         """A read for the caller (reader role); an entry cached under another context is evicted."""
-        return respond(request, await run(request, c.LookupValidation, world_id, body=data))
+        reply = await run(request, c.LookupValidation, world_id, body=data)
+        if reply.ok:
+            expected = eval_key(data.node_id, world_id, data.execution_domain, data.contract_id,
+                                data.dataset_fingerprint, data.code_version, data.resource_policy)
+            edge_of(request).metrics.observe_cache_lookup(reply.body.eval_key if reply.body.cached else None, expected)
+        return respond(request, reply)
 
     @post("/validations/cache", status_code=200, responses=errors(404, 422), opt=needs(c.StoreValidation))
     async def store_validation(self, request: Request, world_id: FromPath[str],
