@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from actors.apply_driver import to_reply
-from actors.bridge import Reply, Request
+from actors.bridge import Reply, Request, outcome_reply
 from domain import risk_snapshots
 from messages.commands import StoreRiskSnapshot
 from storage.risk_rows import RiskSnapshotReads
@@ -24,4 +23,4 @@ def store_snapshot(world: Any, request: Request, now: datetime) -> Reply:
     stored = RiskSnapshotReads(world._store.engine).stored(world.world_id, command.snapshot.version)
     outcome = risk_snapshots.accept(state, command.snapshot, stored, now, command.correlation_id)
     world._persist(outcome, command.actor, command.correlation_id, now)
-    return to_reply(outcome)
+    return outcome_reply(outcome)
