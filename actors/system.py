@@ -40,6 +40,10 @@ from storage.sql import OutboxRow, SqlStore
 log = structlog.get_logger("worldservice.system")
 
 
+def _names(names: list[str] | None) -> frozenset[str] | None:
+    return frozenset(names) if names is not None else None
+
+
 class ActorSystem:
     """Starts the daemon-wide actors; ``send`` is how every edge reaches a world."""
 
@@ -88,7 +92,10 @@ class ActorSystem:
 
     def _hub_limits(self) -> HubLimits:
         hub = self.config.worldservice.risk_hub
-        return HubLimits(hub.ttl_sec_default, hub.ttl_sec_max, hub.inline_cov_threshold, hub.inline_max_bytes)
+        return HubLimits(hub.ttl_sec_default, hub.ttl_sec_max, hub.inline_cov_threshold, hub.inline_max_bytes,
+                         allowed_actors=_names(hub.allowed_actors), allowed_stages=_names(hub.allowed_stages),
+                         returns_max_points_per_series=hub.realized_returns_max_points_per_series,
+                         returns_max_points_total=hub.realized_returns_max_points_total)
 
     def _blob_store(self) -> SqlBlobStore | RedisBlobStore:
         """Redis in prod (where it is required), SQL elsewhere, unless ``risk_hub.blob_store`` says."""
