@@ -22,7 +22,7 @@ from actors.metrics import ActorMetrics
 from actors.routes import Routes
 from actors.extended_worker import ExtendedValidationWorker
 from actors.risk_consumer import RiskConsumer, RiskEventReceived
-from actors.risk_hub import RiskHub
+from actors.risk_hub import RiskHub, with_parts_stored
 from actors.risk_metrics import RiskHubMetrics
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.storage_reader import StorageRead, StorageReader
@@ -79,7 +79,8 @@ class ActorSystem:
         self.risk_consumer = RiskConsumer.start(
             self.directory.tell, self.extended.tell, self.clock, self.risk_metrics, ttl_default=hub.ttl_sec_default,
             max_attempts=hub.max_attempts, backoff_s=hub.retry_backoff_ms / 1000, window=hub.dedupe_window,
-            latest=self._latest_snapshot)
+            latest=self._latest_snapshot, limits=self._hub_limits(),
+            store_parts=lambda snapshot: with_parts_stored(snapshot, self.blobs, self._hub_limits()))
 
     def _latest_snapshot(self, world_id: str) -> Any:
         """The world's newest snapshot (the consumer checks its freshness), for a new evaluation run."""

@@ -209,6 +209,17 @@ def validated(world_id: str, body: RiskSnapshotIn, actor: str, stage: str, now: 
     return msgspec.structs.replace(snapshot, hash=content_hash(snapshot))
 
 
+def revalidated(snapshot: RiskSnapshot, now: datetime, limits: HubLimits) -> RiskSnapshot:
+    """A snapshot from the ControlBus (any producer's ``risk_snapshot_updated``) checked by the push's rules
+    (422 reasons alike; its provenance is its own). Its hash is ours when every part travelled inline (what a
+    push of the same content would get); with parts by reference it stays the producer's, computed before
+    that producer offloaded them (this hub's own events)."""
+    body = msgspec.convert(msgspec.to_builtins(snapshot), RiskSnapshotIn)
+    checked = validated(snapshot.world_id, body, "", "", now, limits)
+    by_reference = any(getattr(snapshot, f"{part}_ref") for part in _PARTS)
+    return msgspec.structs.replace(checked, hash=snapshot.hash) if by_reference else checked
+
+
 def offloaded(snapshot: RiskSnapshot, limits: HubLimits) -> tuple[RiskSnapshot, dict[str, Any]]:
     """The snapshot with its large parts replaced by blob references, and the blobs to store (by ref)."""
     blobs: dict[str, Any] = {}

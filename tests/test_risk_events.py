@@ -161,3 +161,33 @@ def test_a_run_created_after_the_snapshot_is_validated_against_it(world: Harness
     lonely = {**created, "data": {**created["data"], "world_id": "w2", "idempotency_key": "k2"}}
     assert _consume(world, msgspec.json.encode(lonely)).status == 204
     assert world.client.get("/metrics").text.count("risk_hub_snapshot_missing_total 1.0") == 1
+
+
+def _foreign_event(version: str, **data: Any) -> bytes:
+    """A ``risk_snapshot_updated`` another producer (a risk engine) put on the ControlBus, parts inline."""
+    snapshot = {"world_id": "w1", "as_of": "2026-03-02T08:59:00Z", "version": version, "created_at": "2026-03-02T09:00:00Z",
+                "hash": "sha256:theirs", "ttl_sec": 900, "provenance": {"actor": "risk-engine", "stage": "live"}, **data}
+    return msgspec.json.encode({"type": "risk_snapshot_updated", "data": {**snapshot, "event_version": 1}})
+
+
+def test_another_producers_large_inline_parts_are_stored_by_reference_as_a_push_would(world: Harness) -> None:
+    assets = [f"a{i}" for i in range(11)]
+    weights = {a: 1 / 11 for a in assets}
+    cov = {f"{a},{b}": (0.04 if a == b else 0.01) for a in assets for b in assets}  # 121 > inline_cov_threshold
+    assert _consume(world, _foreign_event("big", weights=weights, covariance=cov)).status == 200
+    hub = "/risk-hub/worlds/w1/snapshots"
+    stored = world.client.get(f"{hub}/latest").json()
+    assert "covariance" not in stored and stored["covariance_ref"].startswith("blob:sha256:")
+    assert world.client.get(f"{hub}/latest", params={"expand": "true"}).json()["covariance"] == cov
+    # The same content pushed through the route is the snapshot already stored (one hash, one ref), not a conflict.
+    body = {k: stored[k] for k in ("as_of", "version", "weights", "provenance", "created_at", "ttl_sec")}
+    again = world.client.post(hub, json={**body, "covariance": cov}, headers={"X-Actor": "risk-engine", "X-Stage": "live"})
+    assert again.status_code == 200, again.text
+    assert again.json() == stored
+
+
+def test_an_event_that_breaks_the_push_rules_is_dead_lettered(world: Harness) -> None:
+    lopsided = _consume(world, _foreign_event("bad", weights={"s1": 0.7, "s2": 0.7}))
+    assert isinstance(lopsided.body, DeadLetterNote) and lopsided.body.attempts == 1
+    assert lopsided.body.error.startswith("invalid snapshot payload: weights must sum to 1")
+    assert world.client.get("/risk-hub/worlds/w1/snapshots").json() == {"snapshots": []}
