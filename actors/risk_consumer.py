@@ -2,7 +2,9 @@
 
 For each ``evaluation_run_created`` event the new run is validated against its world's newest fresh
 snapshot right away (the reference's validation consumer). For each ``risk_snapshot_updated`` event:
-validate it (``ttl_sec`` defaults to the hub's), drop it when expired, drop a duplicate (its idempotency key was done within the last ``window`` events), store it through
+validate it by the push's rules (``ttl_sec`` defaults to the hub's; allowed producers and stages, the size
+caps), drop it when expired, store its large inline parts in the blob store (any producer's event, as a push:
+the row holds refs), drop a duplicate (its idempotency key was done within the last ``window`` events), store it through
 its world's actor (a snapshot this daemon announced itself is a known version and hash there: nothing is
 written twice), and have the extended-validation worker run on it. The event's ``reply`` is answered when all
 of that is done, so the consumer commits its offset only then and a restart resumes after the last event
@@ -26,11 +28,13 @@ import msgspec
 import pykka
 import structlog
 
-from actors.bridge import Reply, ReplyHook, Request
+from actors.bridge import Reply, ReplyHook, Request, error_reply
 from actors.extended_worker import Validate
 from actors.risk_metrics import RiskHubMetrics, stage_label
 from domain import risk_snapshots as rs
+from messages.errors import CommandRejected
 from messages.risk_hub import RiskSnapshot, StoreRiskSnapshot
+from storage.sql_types import StorageUnavailable
 
 log = structlog.get_logger("worldservice.risk_consumer")
 _EVENT_ONLY = ("event_version", "idempotency_key")
@@ -96,8 +100,11 @@ class RiskConsumer(pykka.ThreadingActor):
     def __init__(self, send: Callable[[Request], None], validate: Callable[[Validate], None],
                  clock: Callable[[], datetime], metrics: RiskHubMetrics, *, ttl_default: int = 900,
                  max_attempts: int = 3, backoff_s: float = 0.5, window: int = 1000,
-                 latest: Callable[[str], RiskSnapshot | None] | None = None) -> None:
+                 latest: Callable[[str], RiskSnapshot | None] | None = None, limits: rs.HubLimits | None = None,
+                 store_parts: Callable[[RiskSnapshot], RiskSnapshot] | None = None) -> None:
         super().__init__()
+        self._limits = limits or rs.HubLimits(ttl_sec_default=ttl_default)
+        self._store_parts = store_parts or (lambda snapshot: snapshot)
         self._latest = latest or (lambda world_id: None)
         self._send = send
         self._validate = validate
@@ -131,10 +138,21 @@ class RiskConsumer(pykka.ThreadingActor):
             return
         try:
             snapshot, key = _snapshot_of(event, self._ttl_default)
+            snapshot = self._checked(snapshot)
         except _Poison as exc:
             self._dead_letter(received, None, 1, str(exc), event)
             return
         self._process(received, snapshot, key, 1, time.perf_counter())
+
+    def _checked(self, snapshot: RiskSnapshot) -> RiskSnapshot:
+        """The push's rules (an expired one is left for ``_process`` to drop, not dead-lettered)."""
+        now = self._clock()
+        if rs.is_expired(snapshot, now):
+            return snapshot
+        try:
+            return rs.revalidated(snapshot, now, self._limits)
+        except CommandRejected as exc:
+            raise _Poison(f"invalid snapshot payload: {exc.detail}") from None
 
     def _process(self, received: RiskEventReceived, snapshot: RiskSnapshot, key: str, attempt: int,
                  started: float) -> None:
@@ -158,7 +176,12 @@ class RiskConsumer(pykka.ThreadingActor):
             self._validate(Validate(snapshot=snapshot, done=finish,
                                     correlation_id=f"risk_snapshot:{snapshot.world_id}:{snapshot.hash}"))
 
-        self._send(Request(command=StoreRiskSnapshot(world_id=snapshot.world_id, snapshot=snapshot,
+        try:
+            by_reference = self._store_parts(snapshot)
+        except StorageUnavailable as exc:  # a blob store down is worth another attempt
+            finish(error_reply(503, f"blob store unavailable: {exc}"))
+            return
+        self._send(Request(command=StoreRiskSnapshot(world_id=snapshot.world_id, snapshot=by_reference,
                                                      correlation_id=f"risk_snapshot:{snapshot.world_id}:{snapshot.hash}"),
                            reply=stored))
 

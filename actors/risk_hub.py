@@ -43,6 +43,15 @@ def expanded(snapshot: RiskSnapshot, blobs: BlobStore) -> RiskSnapshot:
     return msgspec.structs.replace(snapshot, **changes) if changes else snapshot
 
 
+def with_parts_stored(snapshot: RiskSnapshot, blobs: BlobStore, limits: rs.HubLimits) -> RiskSnapshot:
+    """The snapshot with its large parts in the blob store and replaced by their refs, whoever produced it
+    (a push here, another producer's event): the blobs are written before the row that names them, so a
+    ref never dangles. Raises ``StorageUnavailable`` when the blob store is down."""
+    stored, parts = rs.offloaded(snapshot, limits)
+    blobs.put_many(parts)
+    return stored
+
+
 class RiskHub(pykka.ThreadingActor):
     SERVES = frozenset(c.RISK_HUB_KINDS)
 
@@ -95,8 +104,7 @@ class RiskHub(pykka.ThreadingActor):
             log.info("command", kind="PushRiskSnapshot", world_id=cmd.world_id, status=STATUS[exc.refusal],
                      correlation_id=cmd.correlation_id)
             raise
-        stored, blobs = rs.offloaded(snapshot, self._limits)
-        self._blobs.put_many(blobs)  # before the row that names them: a ref never dangles
+        stored = with_parts_stored(snapshot, self._blobs, self._limits)
         forward = c.StoreRiskSnapshot(world_id=cmd.world_id, actor=cmd.actor, correlation_id=cmd.correlation_id,
                                       snapshot=stored)
         self._send(Request(command=forward, reply=self._answer_hook(request, stored.stage)))

@@ -22,7 +22,7 @@ from actors.metrics import ActorMetrics
 from actors.routes import Routes
 from actors.extended_worker import ExtendedValidationWorker
 from actors.risk_consumer import RiskConsumer, RiskEventReceived
-from actors.risk_hub import RiskHub
+from actors.risk_hub import RiskHub, with_parts_stored
 from actors.risk_metrics import RiskHubMetrics
 from actors.sql_writer import MarkSent, SqlWriter
 from actors.storage_reader import StorageRead, StorageReader
@@ -38,6 +38,10 @@ from storage.risk_rows import RiskSnapshotReads
 from storage.sql import OutboxRow, SqlStore
 
 log = structlog.get_logger("worldservice.system")
+
+
+def _names(names: list[str] | None) -> frozenset[str] | None:
+    return frozenset(names) if names is not None else None
 
 
 class ActorSystem:
@@ -75,7 +79,8 @@ class ActorSystem:
         self.risk_consumer = RiskConsumer.start(
             self.directory.tell, self.extended.tell, self.clock, self.risk_metrics, ttl_default=hub.ttl_sec_default,
             max_attempts=hub.max_attempts, backoff_s=hub.retry_backoff_ms / 1000, window=hub.dedupe_window,
-            latest=self._latest_snapshot)
+            latest=self._latest_snapshot, limits=self._hub_limits(),
+            store_parts=lambda snapshot: with_parts_stored(snapshot, self.blobs, self._hub_limits()))
 
     def _latest_snapshot(self, world_id: str) -> Any:
         """The world's newest snapshot (the consumer checks its freshness), for a new evaluation run."""
@@ -88,7 +93,10 @@ class ActorSystem:
 
     def _hub_limits(self) -> HubLimits:
         hub = self.config.worldservice.risk_hub
-        return HubLimits(hub.ttl_sec_default, hub.ttl_sec_max, hub.inline_cov_threshold, hub.inline_max_bytes)
+        return HubLimits(hub.ttl_sec_default, hub.ttl_sec_max, hub.inline_cov_threshold, hub.inline_max_bytes,
+                         allowed_actors=_names(hub.allowed_actors), allowed_stages=_names(hub.allowed_stages),
+                         returns_max_points_per_series=hub.realized_returns_max_points_per_series,
+                         returns_max_points_total=hub.realized_returns_max_points_total)
 
     def _blob_store(self) -> SqlBlobStore | RedisBlobStore:
         """Redis in prod (where it is required), SQL elsewhere, unless ``risk_hub.blob_store`` says."""

@@ -139,13 +139,20 @@ class RiskHubConfig(msgspec.Struct, forbid_unknown_fields=True):
     ``Authorization: Bearer <token>`` (the reference's check; with auth on, the route's role rule applies
     as well). ``blob_store`` None: Redis when ``server.redis`` is set, else SQL. The consumer reads
     ``risk_snapshot_updated`` from the ControlBus (group ``consumer_group``) and schedules extended
-    validation; an event that fails ``max_attempts`` times goes to ``<topic>.dlq``."""
+    validation; an event that fails ``max_attempts`` times goes to ``<topic>.dlq``. ``allowed_actors`` /
+    ``allowed_stages``: when set, a push (or event) from another producer (``X-Actor``) or stage
+    (``X-Stage``) is refused (422, exact names; an empty list admits nobody). ``realized_returns_max_points_*``:
+    the reference's caps on inline realized returns (422 past them)."""
 
     token: str | None = None
     ttl_sec_default: Annotated[int, Meta(ge=1)] = 900
     ttl_sec_max: Annotated[int, Meta(ge=1)] = 86_400
     inline_cov_threshold: Annotated[int, Meta(ge=0)] = 100
     inline_max_bytes: Annotated[int, Meta(ge=0)] = 65_536
+    allowed_actors: list[Annotated[str, Meta(min_length=1)]] | None = None
+    allowed_stages: list[Annotated[str, Meta(min_length=1)]] | None = None
+    realized_returns_max_points_per_series: Annotated[int, Meta(ge=1)] = 200_000
+    realized_returns_max_points_total: Annotated[int, Meta(ge=1)] = 1_000_000
     blob_store: Literal["sql", "redis"] | None = None
     latest_cache_ttl_s: Annotated[int, Meta(ge=1)] = 300
     consumer_enabled: bool = True

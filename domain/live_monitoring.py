@@ -5,6 +5,10 @@ The rule compares three readings with their thresholds: ``live_sharpe`` (else ``
 ``sharpe_min``, ``live_max_drawdown`` (else ``realized_max_drawdown``) with ``dd_max``, and
 ``live_vs_backtest_sharpe_ratio`` with ``decay_threshold``. A breached threshold fails, a configured
 threshold without its reading warns, no threshold is no check; severity and owner default to soft / risk.
+The judgment also reads the extended validation of the strategy (``domain.live_extended``): an incremental
+VaR/ES over the policy's ``portfolio`` limits or a stress scenario past its ``stress`` limit fails, a missing
+block or reading warns, each with its reason code; a policy with those limits and no ``live_monitoring``
+section is judged by them alone.
 
 The reference judges the mean of those readings over every strategy of the world and gives all of them the
 same verdict; here each strategy is judged by its own readings, so one failing strategy does not fail the
@@ -24,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from domain import live_metrics
+from domain import live_extended, live_metrics
 from domain.campaigns import policy_document
 from domain.effects import Effect
 from domain.evaluation import saved, strategy_runs
@@ -78,8 +82,10 @@ def _verdict(levels: list[str]) -> str:
     return "fail" if "fail" in levels else "warn" if levels else "pass"
 
 
-def judge(config: Mapping[str, Any], values: Mapping[str, float | None]) -> RuleResult:
-    """The rule over one strategy's readings (``values`` keyed by the primary reading names)."""
+def judge(config: Mapping[str, Any], values: Mapping[str, float | None],
+          extended: live_extended.Findings | None = None) -> RuleResult:
+    """The rule over one strategy's readings (``values`` keyed by the primary reading names) and what its
+    extended validation was found to say (``extended``)."""
     details: dict[str, Any] = {_DETAIL[name]: values.get(name) for name in _DETAIL}
     details["lookback_days"] = _lookback(config.get("lookback_days"))
     levels, reasons = [], []
@@ -92,6 +98,9 @@ def judge(config: Mapping[str, Any], values: Mapping[str, float | None]) -> Rule
         if level is not None:
             levels.append(level)
             reasons.append(missing if level == "warn" else breached)
+    if extended is not None:
+        levels, reasons = levels + extended.levels, reasons + extended.reasons
+        details.update(extended.details)
     return RuleResult(
         status=_verdict(levels),  # type: ignore[arg-type]
         severity=_choice(config.get("severity"), _SEVERITIES, "soft"),  # type: ignore[arg-type]
@@ -169,7 +178,7 @@ def _revised(run: EvaluationRun, live: dict[str, Any] | None, result: RuleResult
 def review(state: WorldState, run: EvaluationRun, config: Mapping[str, Any], now: datetime) -> EvaluationRun | None:
     """The run's next revision, or ``None`` when its readings and verdict would not change."""
     live = refreshed(state, run)
-    result = judge(config, inputs(run, live))
+    result = judge(config, inputs(run, live), live_extended.findings(state, run, policy_document(state)))
     before = (run.validation.results or {}).get(RULE) if run.validation is not None else None
     if live == _live_section(run) and result == before:
         return None
@@ -177,9 +186,13 @@ def review(state: WorldState, run: EvaluationRun, config: Mapping[str, Any], now
 
 
 def monitoring_config(state: WorldState) -> Mapping[str, Any] | None:
-    """The default policy's ``live_monitoring`` section; none when the world has no such policy."""
-    section = policy_document(state).get(RULE)
-    return section if isinstance(section, Mapping) else None
+    """The default policy's ``live_monitoring`` section (empty when only its extended-validation limits are
+    set); none when the world has neither."""
+    document = policy_document(state)
+    section = document.get(RULE)
+    if isinstance(section, Mapping):
+        return section
+    return {} if any(live_extended.limits_of(document)) else None
 
 
 def run_monitoring(state: WorldState, cmd: c.RunLiveMonitoring, now: datetime) -> Outcome:

@@ -3,7 +3,12 @@ world's acceptance rule, as pure functions (time is passed in).
 
 - Valid: ``as_of`` an ISO timestamp; ``weights`` non-empty, summing to 1 within ``WEIGHT_TOLERANCE``;
   ``ttl_sec`` defaults to 900 s and lies in ``1..ttl_sec_max`` (86,400 s); a covariance key names two
-  assets (``"a,b"`` or ``"a:b"``); realized returns are finite numbers (a list, or lists by strategy).
+  assets (``"a,b"`` or ``"a:b"``); realized returns are finite numbers (a list, or lists by strategy),
+  at most ``returns_max_points_per_series`` (200,000) per series and ``returns_max_points_total``
+  (1,000,000) in all (the reference's caps against multi-megabyte inline payloads).
+- The producer (``X-Actor``) and stage (``X-Stage``) are the provenance's; a body provenance naming others
+  is refused, and so is an actor or stage outside ``allowed_actors`` / ``allowed_stages`` when those are
+  configured (exact names, as the reference: 422 ``actor 'x' not allowed``).
 - Expired when ``now > created_at + ttl_sec`` (``created_at`` is when the hub first saw it, or the
   producer's own stamp on a re-send); an expired snapshot is refused.
 - ``hash`` is ``sha256:`` over the canonical JSON (sorted keys, no whitespace) of the content without
@@ -49,6 +54,10 @@ class HubLimits:
     ttl_sec_max: int = 86_400
     inline_cov_threshold: int = 100
     inline_max_bytes: int = 65_536
+    allowed_actors: frozenset[str] | None = None  # None: any producer
+    allowed_stages: frozenset[str] | None = None
+    returns_max_points_per_series: int = 200_000
+    returns_max_points_total: int = 1_000_000
 
 
 class SnapshotAccepted(msgspec.Struct, kw_only=True):
@@ -142,14 +151,35 @@ def _finite_series(series: Any, where: str) -> list[float]:
     return [float(v) for v in series]
 
 
-def _checked_returns(returns: Any) -> Any:
+def _checked_returns(returns: Any, limits: HubLimits) -> Any:
     if returns is None:
         return None
-    if isinstance(returns, dict):
-        if not returns:
-            raise unprocessable("realized_returns must not be empty")
-        return {str(k): _finite_series(v, f"realized_returns.{k}") for k, v in returns.items()}
-    return _finite_series(returns, "realized_returns")
+    if not isinstance(returns, dict):
+        series = _finite_series(returns, "realized_returns")
+        if len(series) > limits.returns_max_points_total:
+            raise unprocessable(f"realized_returns series too long (at most {limits.returns_max_points_total} points)")
+        return series
+    if not returns:
+        raise unprocessable("realized_returns must not be empty")
+    checked = {str(k): _finite_series(v, f"realized_returns.{k}") for k, v in returns.items()}
+    for key, series in checked.items():
+        if len(series) > limits.returns_max_points_per_series:
+            raise unprocessable(f"realized_returns series too long for {key!r} "
+                                f"(at most {limits.returns_max_points_per_series} points)")
+    if sum(map(len, checked.values())) > limits.returns_max_points_total:
+        raise unprocessable(f"realized_returns total points exceed limit ({limits.returns_max_points_total})")
+    return checked
+
+
+def _checked_provenance(given: dict[str, Any] | None, actor: str, stage: str, limits: HubLimits) -> dict[str, Any]:
+    """The headers' producer and stage in the provenance (a body naming others is refused), each allowed."""
+    provenance = {**(given or {})}
+    for key, value, allowed in (("actor", actor, limits.allowed_actors), ("stage", stage, limits.allowed_stages)):
+        if value and str(provenance.setdefault(key, value)) != value:
+            raise unprocessable(f"{key} mismatch between payload and header")
+        if allowed is not None and str(provenance.get(key) or "") not in allowed:
+            raise unprocessable(f"{key} {str(provenance.get(key) or '')!r} not allowed")
+    return provenance
 
 
 def _checked_created_at(text: str | None, now: datetime) -> str:
@@ -166,19 +196,28 @@ def _checked_created_at(text: str | None, now: datetime) -> str:
 def validated(world_id: str, body: RiskSnapshotIn, actor: str, stage: str, now: datetime,
               limits: HubLimits) -> RiskSnapshot:
     """The snapshot as the hub accepts it (all parts inline, hashed), or 422 with the reason."""
-    provenance = {**(body.provenance or {})}
-    provenance.setdefault("actor", actor)
-    provenance.setdefault("stage", stage)
+    provenance = _checked_provenance(body.provenance, actor, stage, limits)
     snapshot = RiskSnapshot(
         world_id=world_id, as_of=_checked_as_of(body.as_of), version=body.version,
         weights=_checked_weights(body.weights), provenance=provenance,
         created_at=_checked_created_at(body.created_at, now), hash="", ttl_sec=_checked_ttl(body.ttl_sec, limits),
         covariance=_checked_covariance(body.covariance), covariance_ref=body.covariance_ref,
-        realized_returns=_checked_returns(body.realized_returns), realized_returns_ref=body.realized_returns_ref,
+        realized_returns=_checked_returns(body.realized_returns, limits), realized_returns_ref=body.realized_returns_ref,
         stress=body.stress, stress_ref=body.stress_ref, constraints=body.constraints)
     if is_expired(snapshot, now):
         raise unprocessable(EXPIRED)
     return msgspec.structs.replace(snapshot, hash=content_hash(snapshot))
+
+
+def revalidated(snapshot: RiskSnapshot, now: datetime, limits: HubLimits) -> RiskSnapshot:
+    """A snapshot from the ControlBus (any producer's ``risk_snapshot_updated``) checked by the push's rules
+    (422 reasons alike; its provenance is its own). Its hash is ours when every part travelled inline (what a
+    push of the same content would get); with parts by reference it stays the producer's, computed before
+    that producer offloaded them (this hub's own events)."""
+    body = msgspec.convert(msgspec.to_builtins(snapshot), RiskSnapshotIn)
+    checked = validated(snapshot.world_id, body, "", "", now, limits)
+    by_reference = any(getattr(snapshot, f"{part}_ref") for part in _PARTS)
+    return msgspec.structs.replace(checked, hash=snapshot.hash) if by_reference else checked
 
 
 def offloaded(snapshot: RiskSnapshot, limits: HubLimits) -> tuple[RiskSnapshot, dict[str, Any]]:

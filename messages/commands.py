@@ -422,6 +422,8 @@ external_command_decoder = msgspec.json.Decoder(ExternalCommand)
 # decisions, and overrule a run's verdict; operators run the world (activation, apply, evaluations,
 # evidence, nodes, edges, validations, allocations); readers read.
 REQUIRED_ROLE: dict[type[Command], Role] = {k.type: k.role for k in declared() if k.role is not None}
+# What a Gateway's service token may send whatever role it was given (``@mutation(..., service=True)``).
+SERVICE_KINDS: frozenset[type[Command]] = frozenset(k.type for k in declared() if k.service)
 
 
 def command_worlds(command: Command) -> list[str]:

@@ -26,6 +26,7 @@ class CommandKind:
     role: Role | None  # the least role a caller needs on the command's worlds; None: no caller may send it
     logged: bool  # one ``command`` log line per answer
     blocked_during_apply: bool  # refused while the world has an open apply run (its freeze must hold)
+    service: bool = False  # a Gateway's service token may send it, whatever ``auth.service_role`` grants
 
     @property
     def tag(self) -> str:
@@ -40,18 +41,22 @@ class CommandKind:
 _KINDS: dict[type, CommandKind] = {}
 
 
-def _declare(family: Family, role: Role | None, logged: bool, blocked: bool) -> Callable[[T], T]:
+def _declare(family: Family, role: Role | None, logged: bool, blocked: bool,
+             service: bool = False) -> Callable[[T], T]:
     def register(cls: T) -> T:
         if cls in _KINDS:
             raise TypeError(f"{cls.__name__} is declared twice")
-        _KINDS[cls] = CommandKind(type=cls, family=family, role=role, logged=logged, blocked_during_apply=blocked)
+        _KINDS[cls] = CommandKind(type=cls, family=family, role=role, logged=logged, blocked_during_apply=blocked,
+                                  service=service)
         return cls
     return register
 
 
-def mutation(role: Role, *, blocked_during_apply: bool = False) -> Callable[[T], T]:
-    """A change a caller may send (HTTP, the command topic, the CLI); logged."""
-    return _declare("mutation", role, True, blocked_during_apply)
+def mutation(role: Role, *, blocked_during_apply: bool = False, service: bool = False) -> Callable[[T], T]:
+    """A change a caller may send (HTTP, the command topic, the CLI); logged. ``service``: what a Gateway
+    does as part of its job (pushing risk snapshots), so its service token may send it even when
+    ``auth.service_role`` is only ``reader``; other callers still need ``role``."""
+    return _declare("mutation", role, True, blocked_during_apply, service)
 
 
 def query(role: Role = "reader") -> Callable[[T], T]:

@@ -119,10 +119,11 @@ class ExtendedValidation(msgspec.Struct, kw_only=True, omit_defaults=True):
 # Served by the hub actor (``actors.risk_hub``): a push is validated and its large parts stored there,
 # then the world's actor accepts it (``StoreRiskSnapshot``), so the version rule, the stored row and the
 # ``risk_snapshot_updated`` event serialize with the world's other writes. Reads come from the immutable
-# rows. A Gateway pushes with its service token (``auth.service_role: operator``).
+# rows. A Gateway pushes with its service token (whatever its ``auth.service_role``); other callers need
+# ``operator`` on the world.
 
 
-@mutation("operator")
+@mutation("operator", service=True)
 class PushRiskSnapshot(Command, tag="push_risk_snapshot"):
     body: RiskSnapshotIn
     producer: Annotated[str, Meta(min_length=1, max_length=256)]  # ``X-Actor``: provenance.actor

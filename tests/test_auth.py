@@ -90,6 +90,8 @@ ROUTES = [
     ("POST", "/worlds/w1/bindings", {"strategies": ["s1"]}, "owner"),
     ("POST", "/worlds/w1/decisions", {"strategies": ["s1"]}, "owner"),
     ("DELETE", "/worlds/w1?force=true", None, "owner"),
+    ("POST", "/risk-hub/worlds/w1/snapshots", {"as_of": "2026-03-02T09:00:00Z", "version": "v1", "weights": {"s1": 1}},
+     "operator"),
 ]
 RANK = {"none": 0, "reader": 1, "operator": 2, "owner": 3}
 CALLERS = {
@@ -206,3 +208,24 @@ def test_live_monitoring_of_every_world_needs_operator_on_every_world(secured: H
         assert secured.client.post(path, headers=bearer(token(roles))).status_code == 403, roles
     everywhere = secured.client.post(path, headers=bearer(token({"*": "operator"})))
     assert (everywhere.status_code, everywhere.json()) == (200, {"results": {"w1": 0, "w2": 0}})
+
+
+def test_a_gateway_service_token_pushes_risk_snapshots_by_default_and_readers_do_not(secured: Harness) -> None:
+    """The default ``service_role`` is ``reader``: the service token still pushes (its job), writes nothing else."""
+    body = {"as_of": "2026-03-02T09:00:00Z", "version": "v1", "weights": {"s1": 0.5, "s2": 0.5}}
+    who = {"X-Actor": "gateway", "X-Stage": "live"}
+
+    def push(headers: dict[str, str]) -> Any:
+        return secured.client.post("/risk-hub/worlds/w1/snapshots", json=body, headers={**who, **headers})
+
+    pushed = push(bearer(SERVICE_TOKEN))
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json()["provenance"] == {"actor": "gateway", "stage": "live"}
+    assert push(bearer(token({"w1": "reader"}))).status_code == 403
+    assert push(bearer(token({"*": "reader"}))).status_code == 403
+    assert push({}).status_code == 401
+    assert push(bearer(token({"w1": "operator"}))).status_code == 200  # the same content again: the stored one
+    latest = secured.client.get("/risk-hub/worlds/w1/snapshots/latest", headers=bearer(SERVICE_TOKEN))
+    assert latest.json()["version"] == "v1"
+    evaluate = secured.client.post("/worlds/w1/evaluate", json={"metrics": {}}, headers=bearer(SERVICE_TOKEN))
+    assert evaluate.status_code == 403  # the exemption is the push only, not the other operator writes

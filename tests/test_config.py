@@ -58,3 +58,11 @@ def test_the_risk_hub_settings_are_checked() -> None:
         load_config(environ={"WORLDSERVICE__RISK_HUB__TTL_SEC_DEFAULT": "90000"})
     with pytest.raises(ConfigError, match="blob_store"):
         load_config(environ={"WORLDSERVICE__RISK_HUB__BLOB_STORE": "s3"})
+    assert (hub.allowed_actors, hub.allowed_stages, hub.realized_returns_max_points_total) == (None, None, 1_000_000)
+    gated = load_config(environ={}, overrides={"worldservice": {"risk_hub": {
+        "allowed_actors": ["gateway"], "allowed_stages": ["paper", "live"]}}}).worldservice.risk_hub
+    assert (gated.allowed_actors, gated.allowed_stages) == (["gateway"], ["paper", "live"])
+    with pytest.raises(ConfigError, match="realized_returns_max_points_per_series"):
+        load_config(environ={}, overrides={"worldservice": {"risk_hub": {"realized_returns_max_points_per_series": 0}}})
+    with pytest.raises(ConfigError, match="allowed_actors"):
+        load_config(environ={}, overrides={"worldservice": {"risk_hub": {"allowed_actors": "gateway"}}})

@@ -19,11 +19,11 @@ WHO = {"X-Actor": "gateway", "X-Stage": "paper"}
 NOW = "2026-03-02T09:00:00Z"
 
 
-def _hub_config(tmp_path: Path, dsn: str, **server: Any) -> Any:
+def _hub_config(tmp_path: Path, dsn: str, hub: dict[str, Any] | None = None, **server: Any) -> Any:
     """The consumer off: its work is asynchronous (``tests/test_risk_events.py`` and ``test_risk_kafka.py``
     drive it); here only the HTTP path counts."""
     ws = {"data_dir": str(tmp_path), "server": {"dsn": dsn, **server}, "actors": {"sweep_interval_s": 3600},
-          "risk_hub": {"consumer_enabled": False}}
+          "risk_hub": {"consumer_enabled": False, **(hub or {})}}
     return load_config(environ={}, overrides={"worldservice": ws})
 
 
@@ -193,3 +193,37 @@ def test_the_latest_snapshot_is_cached_in_redis_but_sql_decides(hub: Harness, pr
     assert hub.client.delete("/worlds/w1").status_code == 204
     assert hub.client.get(f"{HUB}/latest").status_code == 404  # a deleted world's cached entry is not served
     assert hub.client.get(HUB).json() == {"snapshots": []}
+
+
+def test_producers_and_stages_outside_the_allowed_lists_are_refused(harness_factory, tmp_path: Path, sql_dsn: str,
+                                                                   clock: FakeClock) -> None:
+    hub = {"allowed_actors": ["gateway"], "allowed_stages": ["paper", "live"]}
+    h = harness_factory(_hub_config(tmp_path, sql_dsn, hub=hub), clock=clock)
+    assert h.client.post("/worlds", json={"id": "w1"}).status_code == 201
+    stranger = _push(h, _snapshot(), {"X-Actor": "risk-engine", "X-Stage": "paper"})
+    assert (stranger.status_code, stranger.json()) == (422, {"detail": "actor 'risk-engine' not allowed"})
+    backtest = _push(h, _snapshot(), {"X-Actor": "gateway", "X-Stage": "backtest"})
+    assert (backtest.status_code, backtest.json()) == (422, {"detail": "stage 'backtest' not allowed"})
+    # The body's provenance cannot name another producer than the header (nor slip past the list that way).
+    claimed = _push(h, _snapshot(provenance={"actor": "risk-engine"}), {"X-Actor": "gateway", "X-Stage": "live"})
+    assert (claimed.status_code, claimed.json()) == (422, {"detail": "actor mismatch between payload and header"})
+    assert h.client.get(HUB).json() == {"snapshots": []}
+    assert _push(h, _snapshot(provenance={"source": "ops"}), {"X-Actor": "gateway", "X-Stage": "live"}).status_code == 200
+    metrics = h.client.get("/metrics").text
+    assert 'risk_hub_snapshot_failed_total{stage="paper"} 1.0' in metrics
+
+
+def test_realized_returns_over_the_size_limits_are_422(harness_factory, tmp_path: Path, sql_dsn: str,
+                                                       clock: FakeClock) -> None:
+    hub = {"realized_returns_max_points_per_series": 4, "realized_returns_max_points_total": 6}
+    h = harness_factory(_hub_config(tmp_path, sql_dsn, hub=hub), clock=clock)
+    assert h.client.post("/worlds", json={"id": "w1"}).status_code == 201
+    long_series = _push(h, _snapshot(realized_returns={"s1": [0.01] * 5}))
+    assert long_series.status_code == 422 and "series too long for 's1'" in long_series.json()["detail"]
+    too_many = _push(h, _snapshot(realized_returns={"s1": [0.01] * 4, "s2": [0.02] * 3}))
+    assert too_many.status_code == 422 and "total points exceed limit" in too_many.json()["detail"]
+    one_series = _push(h, _snapshot(realized_returns=[0.01] * 7))
+    assert one_series.status_code == 422 and "series too long" in one_series.json()["detail"]
+    fits = _push(h, _snapshot(realized_returns={"s1": [0.01] * 4, "s2": [0.02] * 2}))
+    assert fits.status_code == 200, fits.text
+    assert fits.json()["realized_returns"] == {"s1": [0.01] * 4, "s2": [0.02] * 2}

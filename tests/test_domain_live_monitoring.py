@@ -225,3 +225,16 @@ def test_the_report_lists_latest_live_runs_with_their_verdicts_and_counts() -> N
     assert report["strategies"][0]["as_of"] == "2026-03-01T00:00:00Z"
     assert report["strategies"][0]["diagnostics"]["live_monitoring"]["live_returns_len"] == 4
     assert report["summary"] == {"counts": {"pass": 1, "warn": 0, "fail": 1}, "total": 2}
+
+
+def test_the_extended_limits_are_the_references_fields_and_merge_into_the_verdict() -> None:
+    from domain.live_extended import Findings, limits_of
+    document = {"portfolio": {"max_incremental_var_99": 0.5, "max_incremental_es_99": "high"},
+                "stress": {"scenarios": {"crash": {"dd_max": 0.3}, "odd": {"dd_max": True}}}}
+    assert limits_of(document) == ({"max_incremental_var_99": 0.5}, {"crash": 0.3})
+    assert limits_of({"live_monitoring": {}}) == ({}, {})
+    found = Findings(details={"incremental_var_99": 0.7})
+    found.add("fail", "incremental_var_exceeds_max")
+    result = judge({"sharpe_min": 0.5}, {"live_sharpe": 1.0}, found)
+    assert (result.status, result.reason_code, result.details["incremental_var_99"]) == (
+        "fail", "incremental_var_exceeds_max", 0.7)

@@ -161,3 +161,76 @@ def test_a_run_created_after_the_snapshot_is_validated_against_it(world: Harness
     lonely = {**created, "data": {**created["data"], "world_id": "w2", "idempotency_key": "k2"}}
     assert _consume(world, msgspec.json.encode(lonely)).status == 204
     assert world.client.get("/metrics").text.count("risk_hub_snapshot_missing_total 1.0") == 1
+
+
+def _foreign_event(version: str, **data: Any) -> bytes:
+    """A ``risk_snapshot_updated`` another producer (a risk engine) put on the ControlBus, parts inline."""
+    snapshot = {"world_id": "w1", "as_of": "2026-03-02T08:59:00Z", "version": version, "created_at": "2026-03-02T09:00:00Z",
+                "hash": "sha256:theirs", "ttl_sec": 900, "provenance": {"actor": "risk-engine", "stage": "live"}, **data}
+    return msgspec.json.encode({"type": "risk_snapshot_updated", "data": {**snapshot, "event_version": 1}})
+
+
+def test_another_producers_large_inline_parts_are_stored_by_reference_as_a_push_would(world: Harness) -> None:
+    assets = [f"a{i}" for i in range(11)]
+    weights = {a: 1 / 11 for a in assets}
+    cov = {f"{a},{b}": (0.04 if a == b else 0.01) for a in assets for b in assets}  # 121 > inline_cov_threshold
+    assert _consume(world, _foreign_event("big", weights=weights, covariance=cov)).status == 200
+    hub = "/risk-hub/worlds/w1/snapshots"
+    stored = world.client.get(f"{hub}/latest").json()
+    assert "covariance" not in stored and stored["covariance_ref"].startswith("blob:sha256:")
+    assert world.client.get(f"{hub}/latest", params={"expand": "true"}).json()["covariance"] == cov
+    # The same content pushed through the route is the snapshot already stored (one hash, one ref), not a conflict.
+    body = {k: stored[k] for k in ("as_of", "version", "weights", "provenance", "created_at", "ttl_sec")}
+    again = world.client.post(hub, json={**body, "covariance": cov}, headers={"X-Actor": "risk-engine", "X-Stage": "live"})
+    assert again.status_code == 200, again.text
+    assert again.json() == stored
+
+
+def test_an_event_that_breaks_the_push_rules_is_dead_lettered(world: Harness) -> None:
+    lopsided = _consume(world, _foreign_event("bad", weights={"s1": 0.7, "s2": 0.7}))
+    assert isinstance(lopsided.body, DeadLetterNote) and lopsided.body.attempts == 1
+    assert lopsided.body.error.startswith("invalid snapshot payload: weights must sum to 1")
+    assert world.client.get("/risk-hub/worlds/w1/snapshots").json() == {"snapshots": []}
+
+
+LIMITS = {"thresholds": {}, "live_monitoring": {"sharpe_min": 0.0},
+          "portfolio": {"max_incremental_var_99": 0.01, "max_incremental_es_99": 1.0},
+          "stress": {"scenarios": {"crash": {"dd_max": 0.1}, "rates": {"dd_max": 0.5}}}}
+
+
+def test_live_monitoring_judges_the_extended_validation_against_the_policys_limits(harness_factory, tmp_path: Path,
+                                                                                  sql_dsn: str, clock: FakeClock) -> None:
+    h = harness_factory(_config(tmp_path, sql_dsn), clock=clock)
+    c = h.client
+    assert c.post("/worlds", json={"id": "w1"}).status_code == 201
+    assert c.post("/worlds/w1/policies", json={"policy": LIMITS}).status_code == 200
+    for sid in ("s1", "s3"):  # s1 is held by the snapshot's weights, s3 is a candidate it names
+        r = c.post("/worlds/w1/evaluate", json={"strategy_id": sid, "run_id": f"r-{sid}", "stage": "live",
+                                                 "metrics": {sid: {"live_returns": [0.01, 0.02, 0.015]}}})
+        assert r.status_code == 200, r.text
+
+    def verdicts() -> dict[str, tuple[str, str, str]]:
+        assert c.post("/worlds/w1/live-monitoring/run").status_code == 200
+        report = c.get("/worlds/w1/live-monitoring/report").json()
+        return {s["strategy_id"]: (s["live_monitoring"]["status"], s["live_monitoring"]["reason_code"],
+                                   s["live_monitoring"]["reason"]) for s in report["strategies"]}
+
+    assert verdicts() == {sid: ("warn", "extended_validation_missing", "extended_validation_missing")
+                          for sid in ("s1", "s3")}
+    body = {"as_of": "2026-03-02T09:00:00Z", "version": "v1", "weights": {"s1": 0.6, "s2": 0.4},
+            "covariance": {**COV, "s3,s3": 0.25, "s2,s3": 0.05}, "stress": {"crash": {"s1": -0.2, "s2": -0.1}}}
+    assert c.post("/risk-hub/worlds/w1/snapshots", json=body, headers=WHO).status_code == 200
+    h.system.relay_now()
+    assert _consume(h, msgspec.json.encode(h.bus.of_type("risk_snapshot_updated")[-1].event)).status == 200
+    clock.advance(minutes=5)
+    assert verdicts() == {
+        "s1": ("fail", "stress_dd_exceeds_max", "stress_dd_exceeds_max, stress_scenario_missing"),
+        "s3": ("fail", "incremental_var_exceeds_max",
+               "incremental_var_exceeds_max, stress_dd_exceeds_max, stress_scenario_missing")}
+    run = c.get("/worlds/w1/strategies/s3/runs/r-s3").json()
+    block = next(e["block"] for e in reversed(run["validation"]["extended_history"]) if "block" in e)
+    details = run["validation"]["results"]["live_monitoring"]["details"]
+    assert details["incremental_var_99"] == block["incremental"]["incremental_var_99"] > 0.01
+    assert details["stress_breaches"] == {"crash": {"loss": pytest.approx(0.16), "dd_max": 0.1}}
+    assert details["extended_snapshot_version"] == "v1"
+    assert c.post("/worlds/w1/live-monitoring/run").json()["updated"] == 0  # nothing new: nothing rewritten

@@ -14,7 +14,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
 
-from messages.commands import REQUIRED_ROLE, Command
+from messages.commands import REQUIRED_ROLE, SERVICE_KINDS, Command
 from transport.principals import (
     ALL_WORLDS, Authenticator, Forbidden, Principal, Unauthenticated, authorize_command, require_role,
 )
@@ -23,16 +23,18 @@ __all__ = ["Authenticator", "Principal", "authorize", "needs", "require", "requi
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="worldservice"'}
 
 
-def needs(command_type: type[Command]) -> dict[str, str]:
-    """A route's ``opt``: the role its command kind needs, from the one table both edges use."""
-    return {"role": REQUIRED_ROLE[command_type]}
+def needs(command_type: type[Command]) -> dict[str, Any]:
+    """A route's ``opt``: the role its command kind needs, from the one table both edges use (and whether a
+    service token may send it whatever its role)."""
+    return {"role": REQUIRED_ROLE[command_type], "service": command_type in SERVICE_KINDS}
 
 
 def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Litestar guard on every route: ``opt={"public": True}`` skips it, ``opt={"role": ...}`` names the
     role needed on the path's world (``reader`` by default); routes without a world id in the path check
     ``"*"``, unless ``opt={"world_in_body": True}`` (the handler checks) or ``opt={"authenticated": True}``
-    (any valid token; the handler filters what it shows)."""
+    (any valid token; the handler filters what it shows). ``opt={"service": True}``: a service token
+    passes whatever its role (``needs`` sets it from the command kind)."""
     authenticator: Authenticator | None = connection.app.state.authenticator
     if authenticator is None or handler.opt.get("public"):
         return
@@ -42,6 +44,8 @@ def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         raise NotAuthorizedException(detail=exc.detail, headers=_CHALLENGE) from None
     connection.state.principal = principal
     if handler.opt.get("world_in_body") or handler.opt.get("authenticated"):
+        return
+    if principal.service and handler.opt.get("service"):
         return
     _permitted(require_role, principal, connection.path_params.get("world_id", ALL_WORLDS),
                handler.opt.get("role", "reader"))

@@ -5,7 +5,9 @@ Transport-neutral: refusals are ``Unauthenticated`` (no token or a bad one; HTTP
 ``Forbidden`` (a good token without the role; HTTP answers 403), which each edge maps to its own shape.
 Roles nest: ``owner`` > ``operator`` > ``reader``. A token's roles claim is either a mapping ``{"w1":
 ["owner"], "*": "reader"}`` or a list ``["owner:w1", "reader:*", "reader"]`` (a bare role means every
-world). What each command kind needs is ``messages.commands.REQUIRED_ROLE``.
+world). What each command kind needs is ``messages.commands.REQUIRED_ROLE``; a service token (a Gateway's)
+may also send the kinds of ``messages.commands.SERVICE_KINDS`` (its job: pushing risk snapshots) whatever
+its ``auth.service_role``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import jwt
 
-from messages.commands import REQUIRED_ROLE, Command, command_worlds
+from messages.commands import REQUIRED_ROLE, SERVICE_KINDS, Command, command_worlds
 from config import Auth
 
 ROLES = {"reader": 1, "operator": 2, "owner": 3}
@@ -42,6 +44,7 @@ class Forbidden(AuthRefused):
 class Principal:
     subject: str
     grants: dict[str, int]  # world id (or "*") -> highest role rank
+    service: bool = False  # one of ``auth.tokens`` (a Gateway), not a user's JWT
 
     def may(self, world_id: str | None, role: str) -> bool:
         rank = max(self.grants.get(ALL_WORLDS, 0), self.grants.get(world_id, 0) if world_id else 0)
@@ -83,7 +86,8 @@ class Authenticator:
         token = token.strip()
         for service_token in self._auth.tokens:
             if hmac.compare_digest(token.encode(), service_token.encode()):
-                return Principal(subject="service", grants={ALL_WORLDS: ROLES[self._auth.service_role]})
+                return Principal(subject="service", grants={ALL_WORLDS: ROLES[self._auth.service_role]},
+                                 service=True)
         if self._jwt is None:
             raise Unauthenticated("invalid token")
         return self._verified(token)
@@ -111,6 +115,8 @@ def authorize_command(principal: Principal, command: Command) -> None:
     role = REQUIRED_ROLE.get(type(command))
     if role is None:
         raise Forbidden(f"{type(command).__name__} is not accepted from callers")
+    if principal.service and type(command) in SERVICE_KINDS:
+        return
     for world_id in command_worlds(command):
         if not principal.may(world_id, role):
             raise Forbidden(f"role {role!r} required on world {world_id!r}")
