@@ -15,6 +15,7 @@ from msgspec import Meta
 
 from messages.activation import ActivationRequest
 from messages.command_base import Command
+from messages.errors import Refusal
 from messages.apply import ApplyRequest, CohortEvaluateRequest, EvaluateRequest
 from messages.kinds import Role, declared, internal, mutation, query, union
 from messages.evaluation import EvaluationOverride, ExPostFailureRecord
@@ -33,18 +34,21 @@ from messages.wvg import (
     DomainText, EdgeOverrideUpsertRequest, ValidationContext, ValidationStoreRequest, WorldNodeUpsertRequest,
 )
 
-
+# The refusals a kind's rules answer with beyond the common ones (``messages.kinds.CommandKind.refusals``).
+_UNPROCESSABLE, _CONFLICT, _FORBIDDEN = Refusal.UNPROCESSABLE, Refusal.CONFLICT, Refusal.FORBIDDEN_BY_POLICY
+_PRECONDITION, _FAILED, _INVALID = Refusal.PRECONDITION_FAILED, Refusal.FAILED, Refusal.INVALID
+_NOT_IMPLEMENTED, _UPSTREAM = Refusal.NOT_IMPLEMENTED, Refusal.UPSTREAM_FAILED
 
 
 # --- mutations -------------------------------------------------------------------------------------
 
 
-@mutation("owner")
+@mutation("owner", refusals=(_UNPROCESSABLE,), new_world=True)
 class CreateWorld(Command, tag="create_world"):
     body: WorldCreate
 
 
-@mutation("owner")
+@mutation("owner", refusals=(_UNPROCESSABLE,))
 class UpdateWorld(Command, tag="update_world"):
     body: WorldUpdate
 
@@ -54,12 +58,12 @@ class DeleteWorld(Command, tag="delete_world"):
     force: bool = False
 
 
-@mutation("owner")
+@mutation("owner", refusals=(_UNPROCESSABLE,))
 class AddPolicy(Command, tag="add_policy"):
     body: PolicyRequest
 
 
-@mutation("owner")
+@mutation("owner", refusals=(_UNPROCESSABLE,))
 class SetDefaultPolicy(Command, tag="set_default_policy"):
     body: SetDefaultRequest
 
@@ -74,42 +78,42 @@ class SetDecisions(Command, tag="set_decisions"):
     body: StrategiesRequest
 
 
-@mutation("operator", blocked_during_apply=True)
+@mutation("operator", blocked_during_apply=True, refusals=(_UNPROCESSABLE, _PRECONDITION))
 class PutActivation(Command, tag="put_activation"):
     body: ActivationRequest
     if_match: str | None = None  # optional precondition: the entry's current etag
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE,))
 class PutHistory(Command, tag="put_history"):
     body: HistoryRequest
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE, _FAILED))
 class StartApply(Command, tag="apply"):
     body: ApplyRequest
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE,))
 class Evaluate(Command, tag="evaluate"):
     """Run the policy over the metrics and record the evaluation run it makes (reference §1.4)."""
 
     body: EvaluateRequest
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE,))
 class EvaluateCohort(Command, tag="evaluate_cohort"):
     body: CohortEvaluateRequest
 
 
-@mutation("owner")
+@mutation("owner", refusals=(_UNPROCESSABLE,))
 class OverrideRun(Command, tag="override_run"):
     strategy_id: Identifier
     run_id: Identifier
     body: EvaluationOverride
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE,))
 class RecordExPostFailure(Command, tag="record_ex_post_failure"):
     strategy_id: Identifier
     run_id: Identifier
@@ -146,7 +150,7 @@ class RecordRebalance(Command, tag="record_rebalance"):
     body: RebalanceNotice
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE, _INVALID, _NOT_IMPLEMENTED, _UPSTREAM))
 class UpsertAllocations(Command, tag="upsert_allocations"):
     """``POST /allocations``: a cross-world run (``world_id`` names its first world, for logs only)."""
 
@@ -172,38 +176,38 @@ class RefreshProjection(Command, tag="refresh_projection"):
     """Rewrite this world's activation projection from the actor's committed state (after a flush)."""
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE,))
 class PutNode(Command, tag="put_node"):
     node_id: Identifier
     body: WorldNodeUpsertRequest
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE,))
 class DeleteNode(Command, tag="delete_node"):
     node_id: Identifier
     execution_domain: DomainText | None = None  # none: backtest
 
 
-@mutation("operator", blocked_during_apply=True)
+@mutation("operator", blocked_during_apply=True, refusals=(_UNPROCESSABLE,))
 class PutEdgeOverride(Command, tag="put_edge_override"):
     src_node_id: Identifier
     dst_node_id: Identifier
     body: EdgeOverrideUpsertRequest
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE,))
 class StoreValidation(Command, tag="store_validation"):
     body: ValidationStoreRequest
 
 
-@mutation("reader")  # a read for the caller, though a stale entry is evicted
+@mutation("reader", refusals=(_UNPROCESSABLE,))  # a read for the caller, though a stale entry is evicted
 class LookupValidation(Command, tag="lookup_validation"):
     """A mutation: a lookup under another context evicts the stale entry (it never writes otherwise)."""
 
     body: ValidationContext
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE,))
 class DeleteValidation(Command, tag="delete_validation"):
     node_id: Identifier
     execution_domain: DomainText | None = None  # none: every domain of the node
@@ -216,27 +220,27 @@ class DeleteValidation(Command, tag="delete_validation"):
 # default-safe rule (operators run the world); the plan and the candidates are reads.
 
 
-@mutation("owner")
+@mutation("owner", refusals=(_UNPROCESSABLE, _FORBIDDEN))
 class ApprovePromotion(Command, tag="approve_live_promotion"):
     body: LivePromotionApproveRequest
 
 
-@mutation("owner")
+@mutation("owner", refusals=(_UNPROCESSABLE, _FORBIDDEN))
 class RejectPromotion(Command, tag="reject_live_promotion"):
     body: LivePromotionRejectRequest
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE, _FAILED))
 class ApplyPromotion(Command, tag="apply_live_promotion"):
     body: LivePromotionApplyRequest
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE, _FAILED))
 class AutoApplyPromotion(Command, tag="auto_apply_live_promotion"):
     """Promote the freshest paper run, when the policy's mode is ``auto_apply`` and every gate passes."""
 
 
-@query()
+@query(refusals=(_UNPROCESSABLE,))
 class GetPromotionPlan(Command, tag="get_live_promotion_plan"):
     strategy_id: Identifier
     run_id: Identifier
@@ -286,7 +290,7 @@ class GetDecisions(Command, tag="get_decisions"):
     pass
 
 
-@query()
+@query(refusals=(_UNPROCESSABLE,))
 class Decide(Command, tag="decide"):
     as_of: str | None = None
 
@@ -330,12 +334,12 @@ class GetDecisionHistory(Command, tag="get_decision_history"):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
-@query()
+@query(refusals=(_UNPROCESSABLE,))
 class ListNodes(Command, tag="list_nodes"):
     execution_domain: DomainText | None = None  # none, "*" or "all": every domain
 
 
-@query()
+@query(refusals=(_UNPROCESSABLE,))
 class GetNode(Command, tag="get_node"):
     node_id: Identifier
     execution_domain: DomainText | None = None  # none: backtest
@@ -357,7 +361,7 @@ class GetRun(Command, tag="get_run"):
     run_id: Identifier
 
 
-@query()
+@query(refusals=(_CONFLICT,))
 class GetRunMetrics(GetRun, tag="get_run_metrics"):
     """409 ``E_RUN_NOT_EVALUATED`` while the run has no metrics."""
 
@@ -379,12 +383,12 @@ class GetValidationInvariants(Command, tag="get_validation_invariants"):
 # A monitoring run is a mutation of the world: it appends revisions to the world's live runs.
 
 
-@query()
+@query(refusals=(_UNPROCESSABLE,))
 class GetCampaignStatus(Command, tag="get_campaign_status"):
     strategy_id: Identifier | None = None  # only this strategy's runs
 
 
-@query()
+@query(refusals=(_UNPROCESSABLE,))
 class CampaignTick(Command, tag="campaign_tick"):
     strategy_id: Identifier | None = None
 
@@ -394,7 +398,7 @@ class GetLiveMonitoringReport(Command, tag="get_live_monitoring_report"):
     pass
 
 
-@mutation("operator")
+@mutation("operator", refusals=(_UNPROCESSABLE,))
 class RunLiveMonitoring(Command, tag="run_live_monitoring"):
     """Judge each strategy's latest live run by the default policy's ``live_monitoring`` guardrails; a run
     whose readings or verdict changed gets a new revision. ``run-all`` sends one per world."""

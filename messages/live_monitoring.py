@@ -47,3 +47,10 @@ class LiveMonitoringRunAllResult(msgspec.Struct, kw_only=True):
     """``POST /worlds/live-monitoring/run-all``: world id -> live runs updated there."""
 
     results: dict[str, int]
+
+
+class LiveMonitoringRunAllFailed(msgspec.Struct, kw_only=True):
+    """``run-all``'s 503: the worlds that ran (updated count) and, for each other, its error."""
+
+    results: dict[str, int]
+    failed: dict[str, str]

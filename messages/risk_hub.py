@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from messages.command_base import Command
+from messages.errors import Refusal
 from messages.kinds import internal, mutation, query
 from messages.types import Finite
 
@@ -123,7 +124,7 @@ class ExtendedValidation(msgspec.Struct, kw_only=True, omit_defaults=True):
 # ``operator`` on the world.
 
 
-@mutation("operator", service=True)
+@mutation("operator", service=True, refusals=(Refusal.UNPROCESSABLE,))
 class PushRiskSnapshot(Command, tag="push_risk_snapshot"):
     body: RiskSnapshotIn
     producer: Annotated[str, Meta(min_length=1, max_length=256)]  # ``X-Actor``: provenance.actor
@@ -146,7 +147,7 @@ class RecordExtendedValidation(Command, tag="record_extended_validation"):
     blocks: dict[str, dict[str, Any]]
 
 
-@query()
+@query(refusals=(Refusal.UNPROCESSABLE,))
 class LookupRiskSnapshot(Command, tag="lookup_risk_snapshot"):
     version: SnapshotVersion | None = None
     as_of: str | None = None  # the newest snapshot whose as_of is at most this

@@ -55,9 +55,10 @@ def _routes() -> list[tuple[str, str]]:
     from types import SimpleNamespace
 
     from transport.http import Edge, create_app
+    from transport.openapi import document
 
     stand_in = SimpleNamespace(metrics=SimpleNamespace(registry=CollectorRegistry()))
-    schema = create_app(Edge(system=stand_in)).openapi_schema.to_schema()
+    schema = document(create_app(Edge(system=stand_in)))
     return [(method.upper(), path) for path, item in schema["paths"].items()
             for method in item if method in ("get", "put", "post", "delete", "patch")]
 

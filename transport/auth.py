@@ -24,9 +24,11 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="worldservice"'}
 
 
 def needs(command_type: type[Command]) -> dict[str, Any]:
-    """A route's ``opt``: the role its command kind needs, from the one table both edges use (and whether a
-    service token may send it whatever its role)."""
-    return {"role": REQUIRED_ROLE[command_type], "service": command_type in SERVICE_KINDS}
+    """A route's ``opt``: the command kind it sends (whose declared refusals the OpenAPI document lists), the
+    role that kind needs, from the one table both edges use, and whether a service token may send it
+    whatever its role."""
+    return {"role": REQUIRED_ROLE[command_type], "service": command_type in SERVICE_KINDS,
+            "sends": (command_type,)}
 
 
 def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:

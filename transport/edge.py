@@ -24,7 +24,7 @@ from actors.bridge import Reply, ReplyHook, Request as ActorRequest, asyncio_hoo
 from actors.storage_reader import StorageRead
 from actors.system import ActorSystem
 from messages import commands as c
-from messages.errors import ErrorBody
+from messages.errors import ErrorBody, Refusal
 from messages.types import Identifier, WorldId
 from transport.auth import require_command
 from transport.metrics import EdgeMetrics
@@ -32,11 +32,23 @@ from transport.metrics import EdgeMetrics
 CORRELATION_HEADER = "X-Correlation-ID"
 MAX_ID = 2**63 - 1  # audit ids are BIGINT: a larger cursor cannot name any entry
 PUBLIC = {"public": True}
+# What each path parameter is checked against before a command is built (``checked_path_id``); the OpenAPI
+# document gives each the same schema (``transport.openapi``).
+PATH_PARAMETERS: dict[str, Any] = {
+    "world_id": WorldId, "strategy_id": Identifier, "run_id": Identifier, "node_id": Identifier,
+    "src_node_id": Identifier, "dst_node_id": Identifier,
+}
 
 
-def errors(*codes: int) -> dict[int, ResponseSpec]:
-    """A route's documented refusals: each status answers an ``ErrorBody``."""
-    return {code: ResponseSpec(data_container=ErrorBody, description="refused") for code in codes}
+def answers(*refusals: Refusal) -> dict[str, Any]:
+    """A route's ``opt`` for what it refuses by itself, without sending a command kind that declares it (a
+    pure plan, a cross-world read): the OpenAPI document lists these with the kinds' (``transport.openapi``)."""
+    return {"refusals": refusals}
+
+
+def errors(description: str, *codes: int) -> dict[int, ResponseSpec]:
+    """Statuses a route answers by itself with an ``ErrorBody`` (its own header checks), beyond its refusals."""
+    return {code: ResponseSpec(data_container=ErrorBody, description=description) for code in codes}
 
 
 @dataclass
@@ -114,17 +126,13 @@ def edge_of(request: Request) -> Edge:
 
 
 def checked_world_id(world_id: str) -> str:
-    try:
-        return msgspec.convert(world_id, WorldId)
-    except msgspec.ValidationError as exc:
-        raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
-                                                     "key": "world_id", "source": "path"}]) from None
+    return checked_path_id(world_id, "world_id")
 
 
 def checked_path_id(value: str, key: str) -> str:
-    """Path identifiers (node ids) get the same checks a body field would: 422 with the key, not a 500."""
+    """Path identifiers get the same checks a body field would (``PATH_PARAMETERS``): 422 with the key."""
     try:
-        return msgspec.convert(value, Identifier)
+        return msgspec.convert(value, PATH_PARAMETERS[key])
     except msgspec.ValidationError as exc:
         raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
                                                      "key": key, "source": "path"}]) from None

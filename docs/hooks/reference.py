@@ -124,10 +124,10 @@ def openapi_document() -> dict[str, Any]:
     """The document ``GET /openapi.json`` serves. Building it needs only the route table, not a running
     actor system: the edge gets a stand-in that carries a metrics registry."""
     from transport.http import Edge, create_app
+    from transport.openapi import document
 
     stand_in = SimpleNamespace(metrics=SimpleNamespace(registry=CollectorRegistry()))
-    schema = create_app(Edge(system=stand_in)).openapi_schema.to_schema()
-    return json.loads(msgspec.json.encode(schema))  # error examples are Structs: encoded as the route does
+    return json.loads(msgspec.json.encode(document(create_app(Edge(system=stand_in)))))
 
 
 def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -24,7 +24,7 @@ class ActivationController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["activation"]
 
-    @get("/activation")
+    @get("/activation", opt=needs(c.GetActivation))
     async def get_activation(self, request: Request, world_id: FromPath[str],
                              strategy_id: Annotated[str | None, QueryParameter(description=_ONE_ENTRY)] = None,
                              side: Annotated[str | None, QueryParameter(description=_ONE_ENTRY)] = None
@@ -42,7 +42,7 @@ class ActivationController(Controller):
                                                          "key": "side", "source": "query"}])
         return etagged(request, await run(request, c.GetActivation, world_id, strategy_id=strategy_id, side=side))
 
-    @put("/activation", status_code=200, responses=errors(404, 409, 412), opt=needs(c.PutActivation))
+    @put("/activation", status_code=200, opt=needs(c.PutActivation))
     async def put_activation(self, request: Request, world_id: FromPath[str],
                              data: JSONBody[ActivationRequest]) -> Response[ActivationEnvelope]:
         if_match = request.headers.get("If-Match")
@@ -52,12 +52,12 @@ class ActivationController(Controller):
         headers = {"ETag": header_etag(body["etag"])} if reply.ok else {}
         return respond(request, reply, headers)
 
-    @get("/activation/state_hash")
+    @get("/activation/state_hash", opt=needs(c.GetStateHash))
     async def activation_state_hash(self, request: Request, world_id: FromPath[str]) -> Response[StateHashOut]:
         # Litestar matches the static ``activation`` segment first, so the topic route below never sees it.
         return respond(request, await run(request, c.GetStateHash, world_id))
 
-    @get("/{topic:str}/state_hash")
+    @get("/{topic:str}/state_hash", opt=needs(c.GetStateHash), responses=errors("unsupported topic", 400))
     async def state_hash(self, request: Request, world_id: FromPath[str], topic: FromPath[str]) -> Response[StateHashOut]:
         if topic.lower() != "activation":
             return Response(content=ErrorBody(detail="unsupported topic"), status_code=400)

@@ -12,7 +12,7 @@ from messages import commands as c
 from messages.campaigns import CampaignStatusResponse, CampaignTickResponse
 from messages.types import Identifier
 from transport.auth import needs
-from transport.edge import errors, respond, run
+from transport.edge import respond, run
 
 
 def _strategy(strategy_id: str | None) -> str | None:
@@ -30,14 +30,14 @@ class CampaignsController(Controller):
     path = "/worlds/{world_id:str}/campaign"
     tags = ["campaigns"]
 
-    @get("/status", responses=errors(404, 422), opt=needs(c.GetCampaignStatus))
+    @get("/status", opt=needs(c.GetCampaignStatus))
     async def status(self, request: Request, world_id: FromPath[str],
                      strategy_id: FromQuery[str | None] = None) -> Response[CampaignStatusResponse]:
         """Each strategy's phase, window progress, evidence and promotability (422 when the policy's
         ``campaign`` windows are not durations like ``2d``, ``12h``, ``30m``, ``90s``)."""
         return respond(request, await run(request, c.GetCampaignStatus, world_id, strategy_id=_strategy(strategy_id)))
 
-    @post("/tick", status_code=200, responses=errors(404, 422), opt=needs(c.CampaignTick))
+    @post("/tick", status_code=200, opt=needs(c.CampaignTick))
     async def tick(self, request: Request, world_id: FromPath[str],
                    strategy_id: FromQuery[str | None] = None) -> Response[CampaignTickResponse]:
         """The next step for each strategy (``evaluate``, ``auto_apply_live``, ``manual_approval_required``,

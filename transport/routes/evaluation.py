@@ -12,7 +12,7 @@ from messages.apply import CohortEvaluateRequest, CohortEvaluateResponse
 from messages.errors import CodedErrorBody
 from messages.evaluation import EvaluationMetrics, EvaluationOverride, EvaluationRun, ExPostFailureRecord, RunRevision
 from transport.auth import needs
-from transport.edge import checked_path_id, errors, respond, run
+from transport.edge import checked_path_id, respond, run
 
 
 def _ids(strategy_id: str, run_id: str | None = None) -> dict[str, str]:
@@ -26,7 +26,7 @@ class CohortController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["evaluation runs"]
 
-    @post("/evaluate-cohort", status_code=200, responses=errors(404, 422), opt=needs(c.EvaluateCohort))
+    @post("/evaluate-cohort", status_code=200, opt=needs(c.EvaluateCohort))
     async def evaluate_cohort(self, request: Request, world_id: FromPath[str],
                               data: JSONBody[CohortEvaluateRequest]) -> Response[CohortEvaluateResponse]:
         """One selection over every candidate; one run per candidate under one run id and campaign id."""
@@ -37,37 +37,36 @@ class EvaluationRunsController(Controller):
     path = "/worlds/{world_id:str}/strategies/{strategy_id:str}/runs"
     tags = ["evaluation runs"]
 
-    @get("/", responses=errors(404))
+    @get("/", opt=needs(c.ListRuns))
     async def list_runs(self, request: Request, world_id: FromPath[str],
                         strategy_id: FromPath[str]) -> Response[list[EvaluationRun]]:
         """The strategy's runs, oldest first (an unknown strategy has none: ``[]``)."""
         return respond(request, await run(request, c.ListRuns, world_id, **_ids(strategy_id)))
 
-    @get("/{run_id:str}", responses=errors(404))
+    @get("/{run_id:str}", opt=needs(c.GetRun))
     async def get_run(self, request: Request, world_id: FromPath[str], strategy_id: FromPath[str],
                       run_id: FromPath[str]) -> Response[EvaluationRun]:
         return respond(request, await run(request, c.GetRun, world_id, **_ids(strategy_id, run_id)))
 
-    @get("/{run_id:str}/metrics", responses={**errors(404), 409: ResponseSpec(
+    @get("/{run_id:str}/metrics", opt=needs(c.GetRunMetrics), responses={409: ResponseSpec(
         data_container=CodedErrorBody, description="E_RUN_NOT_EVALUATED: the run has no metrics yet")})
     async def get_metrics(self, request: Request, world_id: FromPath[str], strategy_id: FromPath[str],
                           run_id: FromPath[str]) -> Response[EvaluationMetrics]:
         return respond(request, await run(request, c.GetRunMetrics, world_id, **_ids(strategy_id, run_id)))
 
-    @get("/{run_id:str}/history", responses=errors(404))
+    @get("/{run_id:str}/history", opt=needs(c.GetRunHistory))
     async def get_history(self, request: Request, world_id: FromPath[str], strategy_id: FromPath[str],
                           run_id: FromPath[str]) -> Response[list[RunRevision]]:
         """Every revision of the run, oldest first, each with the run as it was then."""
         return respond(request, await run(request, c.GetRunHistory, world_id, **_ids(strategy_id, run_id)))
 
-    @post("/{run_id:str}/override", status_code=200, responses=errors(404, 422), opt=needs(c.OverrideRun))
+    @post("/{run_id:str}/override", status_code=200, opt=needs(c.OverrideRun))
     async def override(self, request: Request, world_id: FromPath[str], strategy_id: FromPath[str],
                        run_id: FromPath[str], data: JSONBody[EvaluationOverride]) -> Response[EvaluationRun]:
         """``approved`` needs reason, actor and timestamp (else 422); the same override again changes nothing."""
         return respond(request, await run(request, c.OverrideRun, world_id, **_ids(strategy_id, run_id), body=data))
 
-    @post("/{run_id:str}/ex-post-failures", status_code=200, responses=errors(404, 422),
-          opt=needs(c.RecordExPostFailure))
+    @post("/{run_id:str}/ex-post-failures", status_code=200, opt=needs(c.RecordExPostFailure))
     async def ex_post_failure(self, request: Request, world_id: FromPath[str], strategy_id: FromPath[str],
                               run_id: FromPath[str], data: JSONBody[ExPostFailureRecord]) -> Response[EvaluationRun]:
         """Appends to ``summary.ex_post_failures``; ``recorded_at`` defaults to when it arrived."""

@@ -7,7 +7,10 @@ from typing import Any
 
 from litestar import Request, Response, get
 
+from litestar.openapi import ResponseSpec
+
 from transport.edge import PUBLIC, edge_of
+from transport.openapi import document
 
 
 @get(["/healthz", "/health"], tags=["operations"], opt=PUBLIC)
@@ -15,7 +18,8 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", tags=["operations"], opt=PUBLIC)
+@get("/readyz", tags=["operations"], opt=PUBLIC,
+     responses={503: ResponseSpec(data_container=dict[str, str], description="starting or draining")})
 async def readyz(request: Request) -> Response[dict[str, str]]:
     edge = edge_of(request)
     if edge.ready and not edge.draining:
@@ -37,4 +41,5 @@ async def metrics(request: Request) -> Response[bytes]:
 
 @get("/openapi.json", include_in_schema=False, opt={"authenticated": True})
 async def openapi_json(request: Request) -> dict[str, Any]:
-    return request.app.openapi_schema.to_schema()
+    """The document completed from the declarations (``transport.openapi``), not Litestar's raw one."""
+    return document(request.app)

@@ -23,15 +23,15 @@ class PoliciesController(Controller):
     async def add(self, request: Request, world_id: FromPath[str], data: JSONBody[PolicyRequest]) -> Response[PolicyVersionRef]:
         return respond(request, await run(request, c.AddPolicy, world_id, body=data))
 
-    @get("/policies")
+    @get("/policies", opt=needs(c.ListPolicies))
     async def list_versions(self, request: Request, world_id: FromPath[str]) -> Response[list[PolicyVersionRef]]:
         return respond(request, await run(request, c.ListPolicies, world_id))
 
-    @get("/policies/{version:int}")
+    @get("/policies/{version:int}", opt=needs(c.GetPolicy))
     async def get_version(self, request: Request, world_id: FromPath[str], version: FromPath[int]) -> Response[dict[str, Any]]:
         return respond(request, await run(request, c.GetPolicy, world_id, version=max(version, 1)))
 
-    @get("/policies/{version:int}/meta")
+    @get("/policies/{version:int}/meta", opt=needs(c.GetPolicyInfo))
     async def get_meta(self, request: Request, world_id: FromPath[str], version: FromPath[int]) -> Response[PolicyInfo]:
         return respond(request, await run(request, c.GetPolicyInfo, world_id, version=max(version, 1)))
 

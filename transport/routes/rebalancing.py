@@ -14,13 +14,18 @@ from actors.bridge import STATUS
 from actors.storage_reader import WorldAllocations
 from domain.rebalancing import allocation_snapshot, plan_rebalance
 from messages import commands as c
-from messages.errors import CommandRejected, ErrorBody
+from messages.errors import CommandRejected, ErrorBody, Refusal
 from messages.rebalancing import (
     AllocationSnapshotResponse, AllocationUpsertRequest, AllocationUpsertResponse, MultiWorldRebalanceRequest,
     MultiWorldRebalanceResponse, RebalanceNotice,
 )
-from transport.auth import require
-from transport.edge import edge_of, errors, respond, run
+from transport.auth import needs, require
+from transport.edge import answers, edge_of, respond, run
+
+
+# What planning refuses (``domain.rebalancing``): a schema version it must name, a hybrid mode it does not
+# offer, content its rules reject.
+PLAN_REFUSALS = (Refusal.INVALID, Refusal.NOT_IMPLEMENTED, Refusal.UNPROCESSABLE)
 
 
 @dataclass(frozen=True)
@@ -43,13 +48,13 @@ class RebalancingController(Controller):
     path = "/rebalancing"
     tags = ["rebalancing"]
 
-    @post("/plan", status_code=200, responses=errors(400, 422, 501), opt={"authenticated": True})
+    @post("/plan", status_code=200, opt={"authenticated": True, **answers(*PLAN_REFUSALS)})
     async def plan(self, request: Request, data: JSONBody[MultiWorldRebalanceRequest]) -> Response[MultiWorldRebalanceResponse]:
         """A pure plan: nothing is stored or announced."""
         planned = await _planned(request, data)
         return planned if isinstance(planned, Response) else Response(content=planned, status_code=200)
 
-    @post("/apply", status_code=200, responses=errors(400, 403, 422, 501, 503), opt={"world_in_body": True})
+    @post("/apply", status_code=200, opt={**needs(c.RecordRebalance), **answers(*PLAN_REFUSALS), "world_in_body": True})
     async def apply(self, request: Request, data: JSONBody[MultiWorldRebalanceRequest]) -> Response[MultiWorldRebalanceResponse]:
         """The plan, plus an audit entry and one ``rebalancing_planned`` event per planned world (each through
         its world's actor); stored allocations do not change (that is ``POST /allocations``)."""
@@ -72,14 +77,14 @@ class AllocationsController(Controller):
     path = "/allocations"
     tags = ["allocations"]
 
-    @post("/", status_code=200, responses=errors(403, 409, 422, 501, 502, 503), opt={"world_in_body": True})
+    @post("/", status_code=200, opt={**needs(c.UpsertAllocations), "world_in_body": True})
     async def upsert(self, request: Request, data: JSONBody[AllocationUpsertRequest]) -> Response[AllocationUpsertResponse]:
         """Idempotent by ``run_id``: the same content replays the stored plan (executing it once if asked
         and not yet done); other content, or an ``etag`` that is not the run's, is 409."""
         first = min(data.world_allocations, default="allocations")
         return respond(request, await run(request, c.UpsertAllocations, first, body=data))
 
-    @get("/", responses=errors(404, 503), opt={"authenticated": True})
+    @get("/", opt={"authenticated": True, **answers(Refusal.NOT_FOUND, Refusal.UNAVAILABLE)})
     async def snapshots(self, request: Request, world_id: FromQuery[str | None] = None) -> Response[AllocationSnapshotResponse]:
         edge = edge_of(request)
         reply = await edge.read(lambda hook: WorldAllocations(reply=hook, world_ids=[world_id] if world_id else None))

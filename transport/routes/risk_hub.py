@@ -58,11 +58,17 @@ def _pushed(request: Request, world_id: str, data: RiskSnapshotIn) -> dict[str, 
     return {"body": data, "producer": producer, "stage": stage}
 
 
+# What the push refuses by itself, before the hub sees it (the reference's answers).
+_PUSH_REFUSED = {**errors("X-Actor or X-Stage missing or invalid, or a body world_id that is not the path's", 400),
+                 **errors("risk_hub.token is set and the request does not carry it (or auth is on and no token)",
+                          401)}
+
+
 class RiskHubController(Controller):
     path = "/risk-hub/worlds/{world_id:str}/snapshots"
     tags = ["risk hub"]
 
-    @post("/", status_code=200, responses=errors(400, 401, 404, 409, 422), opt=needs(c.PushRiskSnapshot))
+    @post("/", status_code=200, responses=_PUSH_REFUSED, opt=needs(c.PushRiskSnapshot))
     async def push(self, request: Request, world_id: FromPath[str],
                    data: JSONBody[RiskSnapshotIn]) -> Response[RiskSnapshot]:
         """Accepts the snapshot (the same version and content again: the stored one, nothing new) and
@@ -73,14 +79,14 @@ class RiskHubController(Controller):
             return respond(request, refused.reply)
         return respond(request, await run(request, c.PushRiskSnapshot, world_id, **fields))
 
-    @get("/lookup", responses=errors(404, 422))
+    @get("/lookup", opt=needs(c.LookupRiskSnapshot))
     async def lookup(self, request: Request, world_id: FromPath[str], version: Text = None, as_of: Text = None,
                      expand: FromQuery[bool] = False) -> Response[RiskSnapshot]:
         """By ``version``; else the newest with ``as_of`` at most the one given; else the newest."""
         return respond(request, await run(request, c.LookupRiskSnapshot, world_id, version=version or None,
                                           as_of=as_of or None, expand=expand))
 
-    @get("/latest", responses=errors(404))
+    @get("/latest", opt=needs(c.LatestRiskSnapshot))
     async def latest(self, request: Request, world_id: FromPath[str], stage: Text = None, actor: Text = None,
                      limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
                      expand: FromQuery[bool] = False) -> Response[RiskSnapshot]:
@@ -88,7 +94,7 @@ class RiskHubController(Controller):
         return respond(request, await run(request, c.LatestRiskSnapshot, world_id, stage=stage, producer=actor,
                                           limit=limit, expand=expand))
 
-    @get("/", responses=errors(422))
+    @get("/", opt=needs(c.ListRiskSnapshots))
     async def list_snapshots(self, request: Request, world_id: FromPath[str], stage: Text = None,
                              actor: Text = None, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 10,
                              expand: FromQuery[bool] = False) -> Response[RiskSnapshotList]:

@@ -22,7 +22,7 @@ class StrategiesController(Controller):
     async def add_bindings(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
         return respond(request, await run(request, c.AddBindings, world_id, body=data))
 
-    @get("/bindings")
+    @get("/bindings", opt=needs(c.GetBindings))
     async def get_bindings(self, request: Request, world_id: FromPath[str],
                            strategy_id: FromQuery[str | None] = None) -> Response[StrategiesOut]:
         return respond(request, await run(request, c.GetBindings, world_id, strategy_id=strategy_id))
@@ -31,11 +31,11 @@ class StrategiesController(Controller):
     async def set_decisions(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:
         return respond(request, await run(request, c.SetDecisions, world_id, body=data))
 
-    @get("/decisions")
+    @get("/decisions", opt=needs(c.GetDecisions))
     async def get_decisions(self, request: Request, world_id: FromPath[str]) -> Response[StrategiesOut]:
         return respond(request, await run(request, c.GetDecisions, world_id))
 
-    @get("/decide")
+    @get("/decide", opt=needs(c.Decide))
     async def decide(self, request: Request, world_id: FromPath[str], as_of: FromQuery[str | None] = None
                      ) -> Response[DecisionEnvelope | PolicyDecisionEnvelope]:
         reply = await run(request, c.Decide, world_id, as_of=as_of)
@@ -46,7 +46,7 @@ class StrategiesController(Controller):
             return Response(content=None, status_code=304, headers=headers)
         return respond(request, reply, headers)
 
-    @get("/decide/history")
+    @get("/decide/history", opt=needs(c.GetDecisionHistory))
     async def decision_history(self, request: Request, world_id: FromPath[str],
                                limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100
                                ) -> Response[DecisionHistoryOut]:

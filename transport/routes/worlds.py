@@ -15,18 +15,19 @@ from messages.audit import AuditEntry
 from messages.decisions import HistoryOut, HistoryRequest
 from messages.worlds import WorldCreate, WorldDescription, WorldRecord, WorldUpdate
 from transport.auth import needs
-from transport.edge import MAX_ID, edge_of, errors, respond, run
+from messages.errors import Refusal
+from transport.edge import MAX_ID, answers, edge_of, respond, run
 
 
 class WorldsController(Controller):
     path = "/worlds"
     tags = ["worlds"]
 
-    @post("/", status_code=201, responses=errors(409), opt={"world_in_body": True})  # type: ignore[misc]
+    @post("/", status_code=201, opt={**needs(c.CreateWorld), "world_in_body": True})  # type: ignore[misc]
     async def create(self, request: Request, data: JSONBody[WorldCreate]) -> Response[WorldRecord]:
         return respond(request, await run(request, c.CreateWorld, data.id, body=data))
 
-    @get("/", opt={"authenticated": True}, responses=errors(503))
+    @get("/", opt={"authenticated": True, **answers(Refusal.UNAVAILABLE)})
     async def list_worlds(self, request: Request) -> Response[list[WorldRecord]]:
         """Only the worlds the caller may read (all of them with auth off)."""
         reply = await edge_of(request).read(ListWorlds)
@@ -36,7 +37,7 @@ class WorldsController(Controller):
         return Response(content=[w for w in reply.body if principal is None or principal.may(w.id, "reader")],
                         status_code=200)
 
-    @get("/{world_id:str}")
+    @get("/{world_id:str}", opt=needs(c.GetWorld))
     async def get_world(self, request: Request, world_id: FromPath[str]) -> Response[WorldRecord]:
         return respond(request, await run(request, c.GetWorld, world_id))
 
@@ -48,11 +49,11 @@ class WorldsController(Controller):
     async def delete_world(self, request: Request, world_id: FromPath[str], force: FromQuery[bool] = False) -> Response[None]:
         return respond(request, await run(request, c.DeleteWorld, world_id, force=force))
 
-    @get("/{world_id:str}/describe")
+    @get("/{world_id:str}/describe", opt=needs(c.DescribeWorld))
     async def describe(self, request: Request, world_id: FromPath[str]) -> Response[WorldDescription]:
         return respond(request, await run(request, c.DescribeWorld, world_id))
 
-    @get("/{world_id:str}/audit")
+    @get("/{world_id:str}/audit", opt=needs(c.GetAudit))
     async def audit(self, request: Request, world_id: FromPath[str],
                     after: Annotated[int, QueryParameter(ge=0, le=MAX_ID)] = 0,
                     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> Response[list[AuditEntry]]:
@@ -68,6 +69,6 @@ class WorldsController(Controller):
     async def put_history(self, request: Request, world_id: FromPath[str], data: JSONBody[HistoryRequest]) -> Response[None]:
         return respond(request, await run(request, c.PutHistory, world_id, body=data))
 
-    @get("/{world_id:str}/history")
+    @get("/{world_id:str}/history", opt=needs(c.GetHistory))
     async def get_history(self, request: Request, world_id: FromPath[str]) -> Response[HistoryOut]:
         return respond(request, await run(request, c.GetHistory, world_id))

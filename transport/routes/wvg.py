@@ -14,7 +14,7 @@ from messages.wvg import (
     ValidationInvariantsReport, ValidationStoreRequest, WorldNodeRef, WorldNodeUpsertRequest,
 )
 from transport.auth import needs
-from transport.edge import checked_path_id, edge_of, errors, respond, run
+from transport.edge import checked_path_id, edge_of, respond, run
 
 
 DomainQuery = Annotated[str | None, QueryParameter(max_length=32)]
@@ -27,38 +27,37 @@ class WorldViewGraphController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["world view graph"]
 
-    @get("/nodes", responses=errors(404, 422))
+    @get("/nodes", opt=needs(c.ListNodes))
     async def list_nodes(self, request: Request, world_id: FromPath[str],
                          execution_domain: DomainQuery = None) -> Response[list[WorldNodeRef]]:
         """No ``execution_domain`` (or ``*`` / ``all``): the nodes of every domain."""
         return respond(request, await run(request, c.ListNodes, world_id, execution_domain=execution_domain))
 
-    @get("/nodes/{node_id:str}", responses=errors(404, 422))
+    @get("/nodes/{node_id:str}", opt=needs(c.GetNode))
     async def get_node(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
                        execution_domain: DomainQuery = None) -> Response[WorldNodeRef]:
         """No ``execution_domain``: backtest."""
         return respond(request, await run(request, c.GetNode, world_id, node_id=checked_path_id(node_id, "node_id"),
                                             execution_domain=execution_domain))
 
-    @put("/nodes/{node_id:str}", status_code=200, responses=errors(404, 422), opt=needs(c.PutNode))
+    @put("/nodes/{node_id:str}", status_code=200, opt=needs(c.PutNode))
     async def put_node(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
                        data: JSONBody[WorldNodeUpsertRequest]) -> Response[WorldNodeRef]:
         """Fields left out (``last_eval_key``, ``annotations``) keep their stored value."""
         return respond(request, await run(request, c.PutNode, world_id, node_id=checked_path_id(node_id, "node_id"),
                                             body=data))
 
-    @delete("/nodes/{node_id:str}", status_code=204, responses=errors(404, 422), opt=needs(c.DeleteNode))
+    @delete("/nodes/{node_id:str}", status_code=204, opt=needs(c.DeleteNode))
     async def delete_node(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
                           execution_domain: DomainQuery = None) -> Response[None]:
         return respond(request, await run(request, c.DeleteNode, world_id, node_id=checked_path_id(node_id, "node_id"),
                                             execution_domain=execution_domain))
 
-    @get("/edges/overrides", responses=errors(404))
+    @get("/edges/overrides", opt=needs(c.ListEdgeOverrides))
     async def list_edges(self, request: Request, world_id: FromPath[str]) -> Response[list[EdgeOverrideOut]]:
         return respond(request, await run(request, c.ListEdgeOverrides, world_id))
 
-    @put("/edges/{src_node_id:str}/{dst_node_id:str}", status_code=200, responses=errors(404, 422),
-         opt=needs(c.PutEdgeOverride))
+    @put("/edges/{src_node_id:str}/{dst_node_id:str}", status_code=200, opt=needs(c.PutEdgeOverride))
     async def put_edge(self, request: Request, world_id: FromPath[str], src_node_id: FromPath[str],
                        dst_node_id: FromPath[str], data: JSONBody[EdgeOverrideUpsertRequest]) -> Response[EdgeOverrideOut]:
         """Leaving ``reason`` out keeps the stored reason. Every change is announced on the ControlBus
@@ -67,7 +66,7 @@ class WorldViewGraphController(Controller):
                                             src_node_id=checked_path_id(src_node_id, "src_node_id"),
                                             dst_node_id=checked_path_id(dst_node_id, "dst_node_id"), body=data))
 
-    @post("/validations/cache/lookup", status_code=200, responses=errors(404, 422))
+    @post("/validations/cache/lookup", status_code=200, opt=needs(c.LookupValidation))
     async def lookup_validation(self, request: Request, world_id: FromPath[str],
                                 data: JSONBody[ValidationContext]) -> Response[ValidationCacheResponse]:
         """A read for the caller (reader role); an entry cached under another context is evicted."""
@@ -78,12 +77,12 @@ class WorldViewGraphController(Controller):
             edge_of(request).metrics.observe_cache_lookup(reply.body.eval_key if reply.body.cached else None, expected)
         return respond(request, reply)
 
-    @post("/validations/cache", status_code=200, responses=errors(404, 422), opt=needs(c.StoreValidation))
+    @post("/validations/cache", status_code=200, opt=needs(c.StoreValidation))
     async def store_validation(self, request: Request, world_id: FromPath[str],
                                data: JSONBody[ValidationStoreRequest]) -> Response[ValidationCacheResponse]:
         return respond(request, await run(request, c.StoreValidation, world_id, body=data))
 
-    @get("/validations/invariants", responses=errors(404))
+    @get("/validations/invariants", opt=needs(c.GetValidationInvariants))
     async def validation_invariants(self, request: Request, world_id: FromPath[str],
                                     strategy_id: FromQuery[str | None] = None
                                     ) -> Response[ValidationInvariantsReport]:
@@ -98,8 +97,7 @@ class WorldViewGraphController(Controller):
         """The static GET above would shadow the delete below for a node named ``invariants`` (405)."""
         return await _delete_validation(request, world_id, "invariants", execution_domain)
 
-    @delete("/validations/{node_id:str}", status_code=204, responses=errors(404, 422),
-            opt=needs(c.DeleteValidation))
+    @delete("/validations/{node_id:str}", status_code=204, opt=needs(c.DeleteValidation))
     async def delete_validation(self, request: Request, world_id: FromPath[str], node_id: FromPath[str],
                                 execution_domain: DomainQuery = None) -> Response[None]:
         """No ``execution_domain``: every domain of the node."""
