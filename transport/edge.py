@@ -32,9 +32,9 @@ from transport.metrics import EdgeMetrics
 CORRELATION_HEADER = "X-Correlation-ID"
 MAX_ID = 2**63 - 1  # audit ids are BIGINT: a larger cursor cannot name any entry
 PUBLIC = {"public": True}
-# What each path parameter is checked against before a command is built (``checked_path_id``); the OpenAPI
-# document gives each the same schema (``transport.openapi``).
-PATH_PARAMETERS: dict[str, Any] = {
+# What each identifier parameter (in the path or the query) is checked against before a command is built
+# (``checked_id``); the OpenAPI document gives each the same schema (``transport.openapi``).
+ID_PARAMETERS: dict[str, Any] = {
     "world_id": WorldId, "strategy_id": Identifier, "run_id": Identifier, "node_id": Identifier,
     "src_node_id": Identifier, "dst_node_id": Identifier,
 }
@@ -130,12 +130,19 @@ def checked_world_id(world_id: str) -> str:
 
 
 def checked_path_id(value: str, key: str) -> str:
-    """Path identifiers get the same checks a body field would (``PATH_PARAMETERS``): 422 with the key."""
+    return checked_id(value, key, "path")
+
+
+def checked_id(value: str | None, key: str, source: str = "query") -> Any:
+    """Identifiers get the same checks a body field would (``ID_PARAMETERS``): 422 naming the parameter.
+    ``None`` (an optional query parameter left out) stays ``None``."""
+    if value is None:
+        return None
     try:
-        return msgspec.convert(value, PATH_PARAMETERS[key])
+        return msgspec.convert(value, ID_PARAMETERS[key])
     except msgspec.ValidationError as exc:
         raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
-                                                     "key": key, "source": "path"}]) from None
+                                                     "key": key, "source": source}]) from None
 
 
 def _header(request: Request, name: str, max_length: int) -> str | None:

@@ -7,7 +7,8 @@ Litestar writes the paths; three things are then taken from their one source ins
   the ``Meta`` constraints the decoder enforces (patterns, lengths, bounds, enums) and
   ``additionalProperties: false`` where unknown fields are refused. (Litestar drops a bound of 0, so it lost
   ``weight``'s minimum, and it never wrote ``additionalProperties``.)
-- **Path parameters**: the type each name is checked against at the edge (``transport.edge.PATH_PARAMETERS``).
+- **Identifier parameters** (path and query): the type each name is checked against at the edge
+  (``transport.edge.ID_PARAMETERS``).
 - **Refusals**: each route names the command kinds it sends (``opt["sends"]``, from ``transport.auth.needs``)
   or, for a route that answers by itself, the refusals it can give (``opt["refusals"]``); each kind declares
   its refusals (``messages.kinds``) and ``actors.bridge.STATUS`` numbers them. Added to those: 401/403 where
@@ -30,7 +31,7 @@ import messages
 from actors.bridge import STATUS
 from messages.errors import ErrorBody, Refusal, ValidationErrorBody
 from messages.kinds import kind_of
-from transport.edge import PATH_PARAMETERS
+from transport.edge import ID_PARAMETERS
 
 REF = "#/components/schemas/{name}"
 _METHODS = ("get", "put", "post", "delete", "patch")
@@ -73,7 +74,7 @@ def _complete(app: Litestar) -> dict[str, Any]:
         for method, operation in item.items():
             if method in _METHODS:
                 handler = handlers[(path, method.upper())]
-                _typed_path_parameters(operation)
+                _typed_id_parameters(operation)
                 operation["responses"] = _responses(handler, operation, operation.get("responses", {}))
     schema["paths"] = _any_of(schema.get("paths", {}))
     return schema
@@ -117,11 +118,16 @@ def _handlers(app: Litestar) -> dict[tuple[str, str], HTTPRouteHandler]:
     return found
 
 
-def _typed_path_parameters(operation: dict[str, Any]) -> None:
+def _typed_id_parameters(operation: dict[str, Any]) -> None:
     for parameter in operation.get("parameters", []):
-        checked = PATH_PARAMETERS.get(parameter["name"]) if parameter.get("in") == "path" else None
+        checked = ID_PARAMETERS.get(parameter["name"]) if parameter.get("in") in ("path", "query") else None
         if checked is not None:
-            parameter["schema"] = msgspec.json.schema(checked)
+            parameter["schema"] = {**msgspec.json.schema(checked), **_described(parameter)}
+
+
+def _described(parameter: dict[str, Any]) -> dict[str, Any]:
+    """The route's own words about the parameter, kept over the type's generic description."""
+    return {"description": parameter["description"]} if parameter.get("description") else {}
 
 
 def _error(description: str, *bodies: type) -> dict[str, Any]:

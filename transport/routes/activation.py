@@ -13,8 +13,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from messages import commands as c
 from messages.activation import ActivationEnvelope, ActivationRequest, ActivationSetOut, StateHashOut
 from messages.errors import ErrorBody
+from messages.types import Side
 from transport.auth import needs
-from transport.edge import errors, etagged, header_etag, respond, run
+from transport.edge import checked_id, errors, etagged, header_etag, respond, run
 
 
 _ONE_ENTRY = "with both strategy_id and side (long|short): that entry; with neither: the whole set"
@@ -27,7 +28,7 @@ class ActivationController(Controller):
     @get("/activation", opt=needs(c.GetActivation))
     async def get_activation(self, request: Request, world_id: FromPath[str],
                              strategy_id: Annotated[str | None, QueryParameter(description=_ONE_ENTRY)] = None,
-                             side: Annotated[str | None, QueryParameter(description=_ONE_ENTRY)] = None
+                             side: Annotated[Side | None, QueryParameter(description=_ONE_ENTRY)] = None
                              ) -> Response[ActivationEnvelope | ActivationSetOut]:
         """With ``strategy_id`` and ``side``: that entry. With neither: the whole set, its ``version`` and
         ``state_hash`` (a Gateway's reconcile after an ACK gap). Both answer an ``ETag``; ``If-None-Match``
@@ -37,10 +38,8 @@ class ActivationController(Controller):
         if strategy_id is None or side is None:  # one without the other: the 422 of a missing parameter
             missing = "side" if side is None else "strategy_id"
             raise HTTPException(status_code=400, detail=f"Missing required query parameter '{missing}'")
-        if side not in ("long", "short"):
-            raise HTTPException(status_code=400, extra=[{"message": "Expected `'long' | 'short'`",
-                                                         "key": "side", "source": "query"}])
-        return etagged(request, await run(request, c.GetActivation, world_id, strategy_id=strategy_id, side=side))
+        return etagged(request, await run(request, c.GetActivation, world_id,
+                                          strategy_id=checked_id(strategy_id, "strategy_id"), side=side))
 
     @put("/activation", status_code=200, opt=needs(c.PutActivation))
     async def put_activation(self, request: Request, world_id: FromPath[str],

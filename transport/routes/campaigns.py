@@ -3,27 +3,18 @@ answered by the world's actor. ``tick`` is a POST that writes nothing: it recomm
 
 from __future__ import annotations
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery
 
 from messages import commands as c
 from messages.campaigns import CampaignStatusResponse, CampaignTickResponse
-from messages.types import Identifier
 from transport.auth import needs
-from transport.edge import respond, run
+from transport.edge import checked_id, respond, run
 
 
 def _strategy(strategy_id: str | None) -> str | None:
     """The ``strategy_id`` filter gets an identifier's checks (422 naming the query parameter)."""
-    if strategy_id is None:
-        return None
-    try:
-        return msgspec.convert(strategy_id, Identifier)
-    except msgspec.ValidationError as exc:
-        raise HTTPException(status_code=400, extra=[{"message": str(exc).split(" - ")[0],
-                                                     "key": "strategy_id", "source": "query"}]) from None
+    return checked_id(strategy_id, "strategy_id")  # type: ignore[no-any-return]
 
 
 class CampaignsController(Controller):

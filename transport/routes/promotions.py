@@ -18,7 +18,7 @@ from messages.promotions import (
     LivePromotionPlan, LivePromotionRejectRequest,
 )
 from transport.auth import needs
-from transport.edge import respond, run
+from transport.edge import checked_id, respond, run
 
 _HELD = {202: ResponseSpec(data_container=ApplyAck, description="the apply is held awaiting Gateway ACKs")}
 
@@ -44,8 +44,9 @@ class PromotionsController(Controller):
                    run_id: FromQuery[str]) -> Response[LivePromotionPlan]:
         """The run's ``summary.active_set`` against the world's decisions, and every reason it may not be
         promoted now (the gates, then the default-safe rule)."""
-        return respond(request, await run(request, c.GetPromotionPlan, world_id, strategy_id=strategy_id,
-                                          run_id=run_id))
+        return respond(request, await run(request, c.GetPromotionPlan, world_id,
+                                          strategy_id=checked_id(strategy_id, "strategy_id"),
+                                          run_id=checked_id(run_id, "run_id")))
 
     @post("/apply", status_code=200, responses=_HELD, opt=needs(c.ApplyPromotion))
     async def apply(self, request: Request, world_id: FromPath[str],

@@ -20,7 +20,7 @@ from messages.rebalancing import (
     MultiWorldRebalanceResponse, RebalanceNotice,
 )
 from transport.auth import needs, require
-from transport.edge import answers, edge_of, respond, run
+from transport.edge import answers, checked_id, edge_of, respond, run
 
 
 # What planning refuses (``domain.rebalancing``): a schema version it must name, a hybrid mode it does not
@@ -86,7 +86,7 @@ class AllocationsController(Controller):
 
     @get("/", opt={"authenticated": True, **answers(Refusal.NOT_FOUND, Refusal.UNAVAILABLE)})
     async def snapshots(self, request: Request, world_id: FromQuery[str | None] = None) -> Response[AllocationSnapshotResponse]:
-        edge = edge_of(request)
+        edge, world_id = edge_of(request), checked_id(world_id, "world_id")
         reply = await edge.read(lambda hook: WorldAllocations(reply=hook, world_ids=[world_id] if world_id else None))
         if not reply.ok:
             return respond(request, reply)

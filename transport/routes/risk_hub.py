@@ -12,7 +12,7 @@ import hmac
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from actors.bridge import error_reply
 from messages import commands as c
@@ -58,6 +58,12 @@ def _pushed(request: Request, world_id: str, data: RiskSnapshotIn) -> dict[str, 
     return {"body": data, "producer": producer, "stage": stage}
 
 
+# Required (400 without: the reference's answer, so optional to the framework); as long as the columns allow.
+_ActorHeader = Annotated[str | None, HeaderParameter(name="X-Actor", max_length=256,
+                                               description="the producer (provenance.actor); required")]
+_StageHeader = Annotated[str | None, HeaderParameter(name="X-Stage", max_length=64,
+                                               description="the producer's stage (provenance.stage); required")]
+
 # What the push refuses by itself, before the hub sees it (the reference's answers).
 _PUSH_REFUSED = {**errors("X-Actor or X-Stage missing or invalid, or a body world_id that is not the path's", 400),
                  **errors("risk_hub.token is set and the request does not carry it (or auth is on and no token)",
@@ -69,10 +75,13 @@ class RiskHubController(Controller):
     tags = ["risk hub"]
 
     @post("/", status_code=200, responses=_PUSH_REFUSED, opt=needs(c.PushRiskSnapshot))
-    async def push(self, request: Request, world_id: FromPath[str],
-                   data: JSONBody[RiskSnapshotIn]) -> Response[RiskSnapshot]:
+    async def push(self, request: Request, world_id: FromPath[str], data: JSONBody[RiskSnapshotIn],
+                   x_actor: _ActorHeader = None, x_stage: _StageHeader = None) -> Response[RiskSnapshot]:
         """Accepts the snapshot (the same version and content again: the stored one, nothing new) and
         announces it with ``risk_snapshot_updated``."""
+        # The headers are declared so the document shows them (and their lengths); ``_pushed`` reads them,
+        # so a missing one keeps the reference's 400 rather than a validation 422.
+        del x_actor, x_stage
         try:
             fields = _pushed(request, world_id, data)
         except _Refused as refused:

@@ -11,7 +11,7 @@ from messages import commands as c
 from messages.bindings import StrategiesOut, StrategiesRequest
 from messages.decisions import DecisionEnvelope, DecisionHistoryOut, PolicyDecisionEnvelope
 from transport.auth import needs
-from transport.edge import etag_matches, header_etag, respond, run
+from transport.edge import checked_id, etag_matches, header_etag, respond, run
 
 
 class StrategiesController(Controller):
@@ -25,7 +25,7 @@ class StrategiesController(Controller):
     @get("/bindings", opt=needs(c.GetBindings))
     async def get_bindings(self, request: Request, world_id: FromPath[str],
                            strategy_id: FromQuery[str | None] = None) -> Response[StrategiesOut]:
-        return respond(request, await run(request, c.GetBindings, world_id, strategy_id=strategy_id))
+        return respond(request, await run(request, c.GetBindings, world_id, strategy_id=checked_id(strategy_id, "strategy_id")))
 
     @post("/decisions", status_code=200, opt=needs(c.SetDecisions))
     async def set_decisions(self, request: Request, world_id: FromPath[str], data: JSONBody[StrategiesRequest]) -> Response[StrategiesOut]:

@@ -14,7 +14,7 @@ from messages.wvg import (
     ValidationInvariantsReport, ValidationStoreRequest, WorldNodeRef, WorldNodeUpsertRequest,
 )
 from transport.auth import needs
-from transport.edge import checked_path_id, edge_of, respond, run
+from transport.edge import checked_id, checked_path_id, edge_of, respond, run
 
 
 DomainQuery = Annotated[str | None, QueryParameter(max_length=32)]
@@ -89,7 +89,8 @@ class WorldViewGraphController(Controller):
         """The reference's invariants report. Only ``fail_closed_violations`` can be found today: the other
         lists are computed from evaluation runs, which this daemon does not keep yet, so they are empty (see
         ``domain.invariants``). An unknown world is 404."""
-        return respond(request, await run(request, c.GetValidationInvariants, world_id, strategy_id=strategy_id))
+        return respond(request, await run(request, c.GetValidationInvariants, world_id,
+                                          strategy_id=checked_id(strategy_id, "strategy_id")))
 
     @delete("/validations/invariants", status_code=204, opt=needs(c.DeleteValidation), include_in_schema=False)
     async def delete_invariants_node(self, request: Request, world_id: FromPath[str],
