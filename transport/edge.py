@@ -46,6 +46,10 @@ def answers(*refusals: Refusal) -> dict[str, Any]:
     return {"refusals": refusals}
 
 
+# A read answered with an ETag: ``If-None-Match`` naming it is answered 304 without a body.
+NOT_MODIFIED = {304: ResponseSpec(data_container=None, description="If-None-Match names the current ETag")}
+
+
 def errors(description: str, *codes: int) -> dict[int, ResponseSpec]:
     """Statuses a route answers by itself with an ``ErrorBody`` (its own header checks), beyond its refusals."""
     return {code: ResponseSpec(data_container=ErrorBody, description=description) for code in codes}

@@ -20,6 +20,7 @@ WORDS = {
     "en": {"config": "Configuration reference", "api": "HTTP API", "cli": "CLI reference", "setting": "setting",
            "type": "type", "default": "default", "env": "environment variable", "param": "parameter", "in": "in",
            "required": "required", "answers": "answers", "body": "request body", "usage": "usage",
+           "status": "status", "answer_body": "body", "when": "when",
            "option": "option", "help": "meaning", "yes": "yes", "no": "no", "unset": "unset",
            "config_intro": "Generated from the config Structs (`config/loader.py`) on every docs build. Sources, "
                            "lowest first: built-in defaults, a YAML or TOML file (`--config` or `WORLDSERVICE__CONFIG`), "
@@ -31,6 +32,7 @@ WORDS = {
     "ko": {"config": "설정 레퍼런스", "api": "HTTP API", "cli": "CLI 레퍼런스", "setting": "설정", "type": "타입",
            "default": "기본값", "env": "환경 변수", "param": "파라미터", "in": "위치", "required": "필수",
            "answers": "응답", "body": "요청 본문", "usage": "사용법", "option": "옵션", "help": "의미",
+           "status": "상태 코드", "answer_body": "본문", "when": "언제",
            "yes": "예", "no": "아니오", "unset": "없음",
            "config_intro": "문서를 빌드할 때마다 설정 Struct(`config/loader.py`)에서 생성됩니다. 우선순위(낮은 것부터): "
                            "내장 기본값, YAML 또는 TOML 파일(`--config` 또는 `WORLDSERVICE__CONFIG`), 환경 변수, "
@@ -162,8 +164,18 @@ def _operation(words: dict[str, str], method: str, path: str, op: dict[str, Any]
     body = (op.get("requestBody") or {}).get("content", {}).get("application/json", {}).get("schema")
     if body:
         lines += [f"{words['body']}: {_schema_text(body)}", ""]
-    answers = ", ".join(f"`{code}`" for code in sorted(op.get("responses") or {}))
-    return lines + [f"{words['answers']}: {answers}", ""]
+    lines += [f"{words['answers']}:", "", f"| {words['status']} | {words['answer_body']} | {words['when']} |",
+              "|---|---|---|"]
+    for code, answer in sorted((op.get("responses") or {}).items()):
+        schema = (answer.get("content") or {}).get("application/json", {}).get("schema")
+        when = (answer.get("description") or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{code}` | {_schema_text(schema) if schema else '-'} | {when} |")
+    return lines + [""]
+
+
+# What validation enforces on a scalar, as the document says it (patterns, lengths, bounds, enums).
+_CONSTRAINTS = (("pattern", "pattern"), ("minLength", "min length"), ("maxLength", "max length"),
+                ("minimum", ">="), ("maximum", "<="))
 
 
 def _schema_text(schema: dict[str, Any]) -> str:
@@ -171,7 +183,11 @@ def _schema_text(schema: dict[str, Any]) -> str:
         return f"`{schema['$ref'].rsplit('/', 1)[-1]}`"
     if "oneOf" in schema or "anyOf" in schema:
         return " \\| ".join(_schema_text(s) for s in schema.get("oneOf") or schema["anyOf"])
-    return f"`{schema.get('type', 'object')}`"
+    if "enum" in schema:
+        return " \\| ".join(f"`{value}`" for value in schema["enum"] if value is not None)
+    limits = [f"{word} `{schema[key]}`".replace("|", "\\|") for key, word in _CONSTRAINTS if key in schema]
+    kind = f"`{schema.get('type', 'object')}`"
+    return f"{kind} ({', '.join(limits)})" if limits else kind
 
 
 # --- CLI -----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from messages.activation import ActivationEnvelope, ActivationRequest, Activatio
 from messages.errors import ErrorBody
 from messages.types import Side
 from transport.auth import needs
-from transport.edge import checked_id, errors, etagged, header_etag, respond, run
+from transport.edge import NOT_MODIFIED, checked_id, errors, etagged, header_etag, respond, run
 
 
 _ONE_ENTRY = "with both strategy_id and side (long|short): that entry; with neither: the whole set"
@@ -25,7 +25,7 @@ class ActivationController(Controller):
     path = "/worlds/{world_id:str}"
     tags = ["activation"]
 
-    @get("/activation", opt=needs(c.GetActivation))
+    @get("/activation", opt=needs(c.GetActivation), responses=NOT_MODIFIED)
     async def get_activation(self, request: Request, world_id: FromPath[str],
                              strategy_id: Annotated[str | None, QueryParameter(description=_ONE_ENTRY)] = None,
                              side: Annotated[Side | None, QueryParameter(description=_ONE_ENTRY)] = None

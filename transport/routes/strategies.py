@@ -11,7 +11,7 @@ from messages import commands as c
 from messages.bindings import StrategiesOut, StrategiesRequest
 from messages.decisions import DecisionEnvelope, DecisionHistoryOut, PolicyDecisionEnvelope
 from transport.auth import needs
-from transport.edge import checked_id, etag_matches, header_etag, respond, run
+from transport.edge import NOT_MODIFIED, checked_id, etag_matches, header_etag, respond, run
 
 
 class StrategiesController(Controller):
@@ -35,7 +35,7 @@ class StrategiesController(Controller):
     async def get_decisions(self, request: Request, world_id: FromPath[str]) -> Response[StrategiesOut]:
         return respond(request, await run(request, c.GetDecisions, world_id))
 
-    @get("/decide", opt=needs(c.Decide))
+    @get("/decide", opt=needs(c.Decide), responses=NOT_MODIFIED)
     async def decide(self, request: Request, world_id: FromPath[str], as_of: FromQuery[str | None] = None
                      ) -> Response[DecisionEnvelope | PolicyDecisionEnvelope]:
         reply = await run(request, c.Decide, world_id, as_of=as_of)
