@@ -154,19 +154,27 @@ def _operation(words: dict[str, str], method: str, path: str, op: dict[str, Any]
     lines = [f"### `{method} {path}`", ""]
     if op.get("description") or op.get("summary"):
         lines += [(op.get("description") or op["summary"]).strip().replace("\n", " "), ""]
-    params = op.get("parameters") or []
-    if params:
-        lines += [f"| {words['param']} | {words['in']} | {words['required']} | {words['type']} |", "|---|---|---|---|"]
-        for p in params:
-            kind = _schema_text(p.get("schema") or {})
-            lines.append(f"| `{p['name']}` | {p['in']} | {words['yes'] if p.get('required') else words['no']} | {kind} |")
-        lines.append("")
+    lines += _parameters(words, op.get("parameters") or [])
     body = (op.get("requestBody") or {}).get("content", {}).get("application/json", {}).get("schema")
     if body:
         lines += [f"{words['body']}: {_schema_text(body)}", ""]
-    lines += [f"{words['answers']}:", "", f"| {words['status']} | {words['answer_body']} | {words['when']} |",
-              "|---|---|---|"]
-    for code, answer in sorted((op.get("responses") or {}).items()):
+    return lines + _answers(words, op.get("responses") or {})
+
+
+def _parameters(words: dict[str, str], params: list[dict[str, Any]]) -> list[str]:
+    if not params:
+        return []
+    lines = [f"| {words['param']} | {words['in']} | {words['required']} | {words['type']} |", "|---|---|---|---|"]
+    for p in params:
+        kind = _schema_text(p.get("schema") or {})
+        lines.append(f"| `{p['name']}` | {p['in']} | {words['yes'] if p.get('required') else words['no']} | {kind} |")
+    return lines + [""]
+
+
+def _answers(words: dict[str, str], responses: dict[str, Any]) -> list[str]:
+    lines = [f"{words['answers']}:", "", f"| {words['status']} | {words['answer_body']} | {words['when']} |",
+             "|---|---|---|"]
+    for code, answer in sorted(responses.items()):
         schema = (answer.get("content") or {}).get("application/json", {}).get("schema")
         when = (answer.get("description") or "").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| `{code}` | {_schema_text(schema) if schema else '-'} | {when} |")
@@ -185,6 +193,10 @@ def _schema_text(schema: dict[str, Any]) -> str:
         return " \\| ".join(_schema_text(s) for s in schema.get("oneOf") or schema["anyOf"])
     if "enum" in schema:
         return " \\| ".join(f"`{value}`" for value in schema["enum"] if value is not None)
+    return _scalar_text(schema)
+
+
+def _scalar_text(schema: dict[str, Any]) -> str:
     limits = [f"{word} `{schema[key]}`".replace("|", "\\|") for key, word in _CONSTRAINTS if key in schema]
     kind = f"`{schema.get('type', 'object')}`"
     return f"{kind} ({', '.join(limits)})" if limits else kind
