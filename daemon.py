@@ -27,7 +27,7 @@ from config import Config, ConfigError, load_config
 from storage import migrate
 from storage.activation_store import MemoryActivationStore, RedisActivationStore
 from storage.engine import create_engine
-from storage.probes import redis_unreachable, sql_unreachable
+from storage.probes import sql_unreachable
 from storage.sql import SqlStore
 from transport.executor import HttpExecutor
 from transport.http import Edge, RebalanceFlags, create_app
@@ -95,8 +95,9 @@ def preflight(config: Config) -> list[str]:
     if problems or config.profile != "prod":
         return problems
     server = config.server
+    # Not Redis: it holds only a projection of SQL, so an unreachable Redis is a degraded start (served
+    # from SQL, rebuilt when Redis answers), never a refused one that a supervisor would loop on.
     probes = (("worldservice.server.dsn", sql_unreachable, server.dsn),
-              ("worldservice.server.redis", redis_unreachable, server.redis),
               ("worldservice.server.controlbus_brokers", brokers_unreachable, server.controlbus_brokers))
     return [f"{name}: unreachable ({why})" for name, probe, target in probes if (why := probe(target))]
 
@@ -193,15 +194,24 @@ async def _sweep_forever(system: ActorSystem, interval_s: float) -> None:
 
 
 async def _guard_projection_forever(system: ActorSystem, interval_s: float) -> None:
+    """Every ``interval_s``; while the projection is degraded, a probe with backoff (0.25 s doubling up
+    to ``interval_s``), so Redis' return is noticed quickly without a PING storm during a long outage."""
+    backoff = _PROBE_FIRST_S
     while True:
-        await asyncio.sleep(interval_s)
+        degraded = system.projection_degraded()
+        await asyncio.sleep(min(backoff, interval_s) if degraded else interval_s)
+        backoff = backoff * 2 if degraded else _PROBE_FIRST_S
         try:
             repaired = await asyncio.to_thread(system.guard_projection)
         except Exception as exc:  # noqa: BLE001 - Redis down or a world slow: the next round retries
             log.error("activation_projection_guard_failed", error=repr(exc))
             continue
         if repaired:
+            backoff = _PROBE_FIRST_S
             log.warning("activation_projection_rebuilt", worlds=len(repaired))
+
+
+_PROBE_FIRST_S = 0.25
 
 
 async def _tick_forever(system: ActorSystem, config: Config) -> None:

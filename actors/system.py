@@ -10,7 +10,7 @@ from typing import Any
 import pykka
 import structlog
 
-from actors.activation_store import ActivationStoreActor
+from actors.activation_store import ActivationStoreActor, ProjectionHealth
 from actors.bridge import Request, error_reply
 from actors.clock import MonotonicClock
 from actors.allocations import AllocationCoordinator
@@ -60,7 +60,10 @@ class ActorSystem:
         self._hand_off = completions_hand_off(self.completions)
         self.writer = SqlWriter.start(store, actors.group_commit_max, on_commit=self._on_commit)
         self.relay = OutboxRelay.start(store, publisher, self.clock, self._mark_sent, topics=topics)
-        self.projection = ActivationStoreActor.start(projection_store).proxy()
+        self.projection_health = ProjectionHealth()
+        self._projection_store = projection_store
+        self.projection = ActivationStoreActor.start(projection_store, self.projection_health).proxy()
+        self._gauges: dict[str, Any] = {"resident": 0, "outbox": 0, "worlds": 0}  # last values /metrics got
         self.routes = Routes(monotonic)  # resident worlds, reached without the Directory's hop
         self.directory = Directory.start(self._spawn_world, monotonic, actors.idle_timeout_s,
                                          actors.max_resident_worlds, routes=self.routes)
@@ -154,20 +157,37 @@ class ActorSystem:
     def resident_worlds(self) -> list[str]:
         return self.directory.ask(ResidentWorlds())
 
-    def mailbox_depths(self) -> dict[str, int]:
-        """Queue lengths, read without a round trip (a wedged actor still shows its backlog)."""
+    def mailbox_depths(self, timeout_s: float = 0.3) -> dict[str, int]:
+        """Queue lengths, read without a round trip (a wedged actor still shows its backlog); the worlds'
+        sum asks the Directory, bounded: a slow answer shows the last one."""
         refs = {"acks": self.acks, "directory": self.directory, "writer": self.writer, "relay": self.relay, "reader": self.reader,
                 "projection": self.projection.actor_ref, "completions": self.completions,
                 "risk_hub": self.risk_hub, "risk_consumer": self.risk_consumer, "extended_validation": self.extended}
         depths = {name: ref.actor_inbox.qsize() for name, ref in refs.items()}
-        depths["worlds"] = self.directory.ask(WorldMailboxes(), timeout=5)
+        depths["worlds"] = self._bounded("worlds", lambda: self.directory.ask(WorldMailboxes(), timeout=timeout_s))
         return depths
 
-    def outbox_pending(self) -> int:
-        return self.relay.proxy().pending_count().get()
+    def _bounded(self, name: str, ask: Callable[[], Any]) -> Any:
+        """What a poller (``/metrics``) reads: a fresh value when the actor answers within the bound, else
+        the last one, so the poll never waits on an actor stuck behind a dependency."""
+        try:
+            self._gauges[name] = ask()
+        except (pykka.Timeout, pykka.ActorDeadError):
+            pass
+        return self._gauges[name]
+
+    def resident_count(self, timeout_s: float = 0.3) -> int:
+        return self._bounded("resident", lambda: len(self.directory.ask(ResidentWorlds(), timeout=timeout_s)))
+
+    def outbox_pending(self, timeout_s: float = 0.3) -> int:
+        return self._bounded("outbox", lambda: self.relay.proxy().pending_count().get(timeout=timeout_s))
 
     def projection_dirty(self) -> int:
-        return self.projection.dirty_count().get()
+        """Read from the shared health record: the projection actor may be inside a (bounded) Redis call."""
+        return self.projection_health.dirty
+
+    def projection_degraded(self) -> bool:
+        return self.projection_health.degraded
 
     def relay_now(self) -> None:
         self.relay.ask(Relay())
@@ -191,40 +211,71 @@ class ActorSystem:
         return worlds
 
     def alive(self, timeout_s: float) -> bool:
-        """One round trip through every daemon-wide actor (the watchdog's evidence of health)."""
+        """One round trip through the daemon-wide actors that serve commands (the watchdog's evidence of
+        health). Not the projection actor: it may spend up to the Redis timeout in a call, and a Redis
+        outage is a degraded projection (``worldservice_projection_degraded``), never a reason for systemd
+        to kill a daemon that serves from SQL. ``timeout_s`` bounds the whole round trip."""
+        deadline = time.monotonic() + timeout_s
+
+        def left() -> float:
+            return max(0.01, deadline - time.monotonic())
         try:
-            self.directory.ask(ResidentWorlds(), timeout=timeout_s)
-            self.acks.ask(None, timeout=timeout_s)
-            self.writer.proxy().stats().get(timeout=timeout_s)
-            self.completions.ask(None, timeout=timeout_s)
-            self.relay.proxy().failing.get(timeout=timeout_s)
-            self.projection.dirty_count().get(timeout=timeout_s)
+            self.directory.ask(ResidentWorlds(), timeout=left())
+            self.acks.ask(None, timeout=left())
+            self.writer.proxy().stats().get(timeout=left())
+            self.completions.ask(None, timeout=left())
+            self.relay.proxy().failing.get(timeout=left())
         except (pykka.Timeout, pykka.ActorDeadError):
             return False
         return True
 
     def verify_projection(self) -> list[str]:
         """Compare every world's projection with SQL and rewrite the ones that differ (startup check);
-        then mark the projection complete."""
+        then mark the projection complete. Redis unreachable: the projection is degraded (the daemon
+        serves from SQL) and the guard rebuilds it when Redis answers; nothing is raised."""
+        if not self._projection_answers():
+            return []
         repaired = []
-        for world_id in self.store.world_ids():
-            state = self.store.load_world(world_id)
-            expected = state_hash(state.activation_counter, state.activation)
-            if self.projection.projection_hash(world_id).get() != expected:
-                self.projection.replace(world_id, state.activation_counter, state.activation).get()
-                repaired.append(world_id)
-        self.projection.mark_complete().get()
+        try:
+            for world_id in self.store.world_ids():
+                state = self.store.load_world(world_id)
+                expected = state_hash(state.activation_counter, state.activation)
+                if self.projection.projection_hash(world_id).get() != expected:
+                    self.projection.replace(world_id, state.activation_counter, state.activation).get()
+                    repaired.append(world_id)
+            self.projection.mark_complete().get()
+        except Exception as exc:  # noqa: BLE001 - Redis went away meanwhile: degraded, the guard repairs
+            self.projection.degrade(repr(exc)).get()
         return repaired
 
-    def guard_projection(self, timeout_s: float = 60.0) -> list[str]:
+    def _projection_answers(self) -> bool:
+        """One PING from the caller's thread (never the projection actor's, which keeps taking writes):
+        ``True`` when Redis answers, and writes go to it again."""
+        try:
+            self._projection_store.ping()
+        except Exception as exc:  # noqa: BLE001 - any Redis error: still away
+            self.projection.degrade(repr(exc)).get()
+            return False
+        if self.projection_health.degraded:
+            log.warning("activation_projection_reachable", rebuilding=True)
+        self.projection.recovered().get()
+        return True
+
+    def guard_projection(self, timeout_s: float = 60.0) -> list[str] | None:
         """Timer: a flushed Redis (or a failed write) is noticed by one EXISTS; every world's actor then
         rewrites its projection from its committed state, in order with its own writes, and the
-        projection is marked complete again."""
+        projection is marked complete again. While degraded, a PING probes for Redis' return first;
+        ``None`` while it is still away."""
+        if self.projection_health.degraded:
+            if not self._projection_answers():
+                return None
+            self.projection.flag_rebuild().get()
         if not self.projection.needs_rebuild().get():
             return []
         worlds = self.store.world_ids()
         self._ask_every_world(worlds, RefreshProjection, timeout_s)  # a successful rewrite clears "dirty"
-        self.projection.mark_complete().get()
+        if not self.projection.mark_complete().get():
+            return None  # a write failed during the rebuild: degraded again, the next round retries
         return worlds
 
     def _ask_every_world(self, worlds: list[str], command: type, timeout_s: float) -> None:

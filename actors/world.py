@@ -1,7 +1,10 @@
 """WorldActor: serializes every mutation of one world and answers its reads from memory.
 
 A mutation is handled by a pure domain function, its effects are committed through the SqlWriter (the
-reply waits for the commit), the activation projection is updated, and only then is the caller answered.
+reply waits for the commit), the activation projection update is *told* to the projection actor, and the
+caller is answered. The reply does not wait for Redis: the projection is a cache of SQL, written just
+after the reply (within milliseconds, in commit order), and repaired from SQL when it lags (a failed
+write, a flushed or absent Redis). A reply means durable in SQL, not yet visible in Redis.
 
 Plain mutations are batched and pipelined: a wake-up takes every plain mutation already waiting in the
 mailbox, handles each against the evolving state (a refused one changes nothing for the others), sends

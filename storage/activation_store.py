@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import msgspec
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from messages.activation import ActivationEntry
 
@@ -20,6 +22,7 @@ Entries = dict[str, dict[str, ActivationEntry]]
 _VERSION_FIELD = "__version__"
 _entry_decoder = msgspec.json.Decoder(ActivationEntry)
 _encoder = msgspec.json.Encoder()
+REDIS_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,14 @@ class MemoryActivationStore:
         return None
 
 
+def bounded_redis(url: str) -> redis.Redis:
+    """A client with a bounded wait and no retries: a stalled or absent Redis costs a call at most ~1 s and
+    makes the projection degraded (repaired from SQL once Redis answers again), instead of retries piling
+    up behind an actor's mailbox."""
+    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+                                retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
+
+
 class RedisActivationStore:
     """Redis hash ``<prefix>world:<id>:activation``: one field per ``strategy|side`` plus the counter.
 
@@ -114,7 +125,7 @@ class RedisActivationStore:
     """
 
     def __init__(self, url: str, prefix: str = "") -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._client = bounded_redis(url)
         self._prefix = prefix
 
     def key(self, world_id: str) -> str:

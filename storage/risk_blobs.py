@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import msgspec
 import redis
+
+from storage.activation_store import bounded_redis
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -56,7 +58,7 @@ class RedisBlobStore:
     """``ttl_s``: blobs outlive every snapshot that names them (the hub's maximum TTL by default)."""
 
     def __init__(self, url: str, prefix: str = "", ttl_s: int = 86_400) -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._client = bounded_redis(url)
         self._prefix = f"{prefix}risk-blobs:"
         self._ttl_s = ttl_s
 

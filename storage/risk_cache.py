@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 import redis
 
+from storage.activation_store import bounded_redis
+
 from messages.risk_hub import RiskSnapshot
 from storage.sql_types import StorageUnavailable
 
@@ -26,7 +28,7 @@ return 1
 
 class RedisLatestCache:
     def __init__(self, url: str, prefix: str = "") -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._client = bounded_redis(url)
         self._prefix = f"{prefix}risk-hub:latest:"
         self._put: Any = self._client.register_script(_NEWER_ONLY)
 

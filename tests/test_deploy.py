@@ -128,6 +128,8 @@ def test_unit_keeps_its_contract_with_the_daemon() -> None:
     assert service["ExecStartPre"].endswith("worldservice migrate --config /etc/worldservice/worldservice.yml")
     assert service["ExecStart"].endswith("worldservice serve --config /etc/worldservice/worldservice.yml")
     assert service["Restart"] == "on-failure" and service["KillSignal"] == "SIGTERM"
+    # A long dependency outage never exhausts the start limit (the service would stay down after it).
+    assert _unit()["Unit"]["StartLimitIntervalSec"] == "0" and 1 <= int(service["RestartSec"]) <= 30
     assert int(service["TimeoutStopSec"]) >= 35  # the daemon's drain takes up to ~30 s
     assert service["User"] == "worldservice" and service["EnvironmentFile"] == "-/etc/worldservice/env"
     hardening = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",

@@ -6,9 +6,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import structlog
 
@@ -55,3 +58,55 @@ def test_a_process_that_exits_writes_every_queued_line() -> None:
               "    log.info('command', n=n)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert [json.loads(line)["n"] for line in out.stdout.splitlines()] == list(range(3000))
+
+
+def _logger(sink: LogSink) -> structlog.typing.FilteringBoundLogger:
+    return structlog.wrap_logger(sink.logger_factory(), processors=[
+        structlog.processors.add_log_level, stamp_time, to_queue])
+
+
+def test_repeated_errors_are_one_line_per_interval_then_a_count() -> None:
+    stream = io.StringIO()
+    sink = LogSink(stream, repeat_interval_s=0.2).start()
+    log = _logger(sink)
+    for n in range(2000):  # a Redis outage: one failed projection write per command
+        log.error("activation_projection_write_failed", n=n)
+        log.info("command", n=n)  # info lines are never held back
+    deadline = time.monotonic() + 10
+    while "suppressed" not in stream.getvalue():  # the interval ends without another error: still counted
+        assert time.monotonic() < deadline, stream.getvalue()[-500:]
+        time.sleep(0.01)
+    log.error("activation_projection_write_failed", n=2000)  # a new interval: written at once
+    sink.stop()
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    errors = [r for r in records if r["event"] == "activation_projection_write_failed"]
+    assert sum(r["event"] == "command" for r in records) == 2000
+    assert [(r["n"], r.get("suppressed")) for r in errors] == [(0, None), (1999, 1999), (2000, None)]
+
+
+def test_a_killed_process_never_leaves_half_a_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Lines longer than any stream buffer, a SIGKILL at a random moment, three times into the same file:
+    every line in it is a whole JSON object (the next start's lines never glue onto a cut one)."""
+    script = ("import structlog, daemon, sys\n"
+              "daemon.configure_logging('info')\n"
+              "log = structlog.get_logger('t')\n"
+              "print('started', file=sys.stderr, flush=True)\n"
+              "n = 0\n"
+              "while True:\n"
+              "    log.info('command', n=n, pad='x' * 20000)\n"
+              "    n += 1\n")
+    out = tmp_path / "out.log"
+    for _ in range(3):
+        with open(out, "ab") as sink:
+            proc = subprocess.Popen([sys.executable, "-c", script], stdout=sink, stderr=subprocess.PIPE)
+            assert proc.stderr is not None and proc.stderr.readline() == b"started\n"
+            deadline = time.monotonic() + 20
+            while out.stat().st_size < 2_000_000:  # well into a stream of long lines
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            proc.stderr.close()
+    lines = out.read_bytes().split(b"\n")
+    assert lines[-1] == b""  # the file ends with a newline
+    assert all(json.loads(line)["pad"] == "x" * 20000 for line in lines[:-1])

@@ -24,7 +24,10 @@ class EdgeMetrics:
         self.projection_dirty = Gauge("worldservice_activation_projection_dirty_worlds",
                                       "Worlds whose activation projection write failed and awaits repair",
                                       registry=self.registry)
-
+        self.projection_degraded = Gauge("worldservice_projection_degraded",
+                                         "1 while the activation projection (Redis) cannot be written or read; "
+                                         "commands are served from SQL and it is rebuilt when Redis returns",
+                                         registry=self.registry)
         self.mailbox_depth = Gauge("worldservice_actor_mailbox_depth",
                                    "Messages waiting in the daemon-wide actors' mailboxes (worlds: summed)",
                                    ["actor"], registry=self.registry)
