@@ -122,11 +122,19 @@ def rebalance_executor(config: Config) -> HttpExecutor | None:
     return HttpExecutor(a.executor_url, a.executor_timeout_s, a.executor_retries) if a.executor_url else None
 
 
+def storage_engine(config: Config) -> Any:
+    """The SQL engine with the storage settings' bounds (the PostgreSQL ones are ignored by SQLite)."""
+    s = config.worldservice.storage
+    return create_engine(config.sql_dsn(), sqlite_synchronous=s.sqlite_synchronous,
+                         connect_timeout_s=s.sql_connect_timeout_s, pool_timeout_s=s.sql_pool_timeout_s,
+                         statement_timeout_s=s.sql_statement_timeout_s)
+
+
 def build_runtime(config: Config, publisher: Any = None, executor: Any = None, **clocks: Any) -> Runtime:
     """Storage first (migrated when the profile says so), then the actors around it. Without a Kafka
     ``publisher`` the ControlBus is in memory. ``clocks`` (``clock``, ``monotonic``) let tests drive time
     instead of waiting for it."""
-    engine = create_engine(config.sql_dsn(), sqlite_synchronous=config.worldservice.storage.sqlite_synchronous)
+    engine = storage_engine(config)
     if config.auto_migrate():
         migrate.upgrade(engine)
     elif not migrate.is_current(engine):

@@ -26,6 +26,7 @@ from domain.timefmt import iso_z
 from messages.commands import Command
 from messages.errors import CommandRejected
 from storage.sql import StaleWriter, StorageUnavailable, WriteItem
+from storage.sql_types import CommitUnknown
 
 log = structlog.get_logger("worldservice.world")
 _MAX_PENDING_IDS = 4096
@@ -179,4 +180,4 @@ class BatchedMutations:
 
 
 _FAILURE_EVENTS: dict[type, str] = {StorageUnavailable: "storage_unavailable", StaleWriter: "world_fenced_off",
-                                    UnknownOutcome: "commit_unanswered"}
+                                    UnknownOutcome: "commit_unanswered", CommitUnknown: "commit_unanswered"}

@@ -28,6 +28,7 @@ import structlog
 
 from actors.bridge import Reply, Request, error_reply
 from storage.sql import StaleWriter, StorageUnavailable
+from storage.sql_types import CommitUnknown
 
 log = structlog.get_logger("worldservice.world")
 
@@ -76,6 +77,9 @@ def failure_reply(exc: Exception, first: bool) -> Reply:
     """What the caller of a write that did not commit hears."""
     if not first:
         return error_reply(503, "an earlier write of this world failed; retry")
+    if isinstance(exc, CommitUnknown):
+        return error_reply(503, "storage failed during commit; the write's outcome is unknown: retry with "
+                                "the same command id or idempotency key")
     if isinstance(exc, StorageUnavailable):
         return error_reply(503, "storage unavailable; retry")
     if isinstance(exc, StaleWriter):

@@ -77,6 +77,11 @@ class ActorsConfig(msgspec.Struct, forbid_unknown_fields=True):
 class StorageConfig(msgspec.Struct, forbid_unknown_fields=True):
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     auto_migrate: bool | None = None  # None: on in dev, off in prod (run `worldservice migrate`)
+    # PostgreSQL only. While the database is away a command must fail fast (503, retry) rather than hold
+    # the SqlWriter, a storage reader or the outbox relay: each of these bounds how long one attempt waits.
+    sql_connect_timeout_s: Annotated[float, Meta(ge=1)] = 3.0  # opening a new connection (psycopg connect_timeout)
+    sql_pool_timeout_s: Annotated[float, Meta(gt=0)] = 2.0  # waiting for a free pooled connection
+    sql_statement_timeout_s: Annotated[float, Meta(gt=0)] = 10.0  # one statement, server side (statement_timeout)
 
 
 class ApplyConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -47,7 +47,8 @@ def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
-def create_engine(dsn: str, *, sqlite_synchronous: str = "FULL", connect_timeout_s: float = 10.0) -> sa.Engine:
+def create_engine(dsn: str, *, sqlite_synchronous: str = "FULL", connect_timeout_s: float = 10.0,
+                  pool_timeout_s: float = 30.0, statement_timeout_s: float | None = None) -> sa.Engine:
     url = sa.make_url(normalise_dsn(dsn))
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -55,5 +56,17 @@ def create_engine(dsn: str, *, sqlite_synchronous: str = "FULL", connect_timeout
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **_JSON)
         _configure_sqlite(engine, sqlite_synchronous)
         return engine
-    return sa.create_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=True,
-                            connect_args={"connect_timeout": max(1, round(connect_timeout_s))}, **_JSON)
+    return sa.create_engine(url, pool_size=8, max_overflow=4, pool_timeout=pool_timeout_s,
+                            connect_args=_postgres_connect_args(connect_timeout_s, statement_timeout_s), **_JSON,
+                            # a connection the server dropped (a restart, a failover) is tested at checkout
+                            # and replaced, so the first command after the database returns succeeds
+                            pool_pre_ping=True)
+
+
+def _postgres_connect_args(connect_timeout_s: float, statement_timeout_s: float | None) -> dict[str, object]:
+    """libpq takes whole seconds for connect_timeout (and treats 1 as 2); the statement timeout is set
+    per session so a query the server cannot finish (a lock held by a dead peer) gives its connection back."""
+    args: dict[str, object] = {"connect_timeout": max(1, round(connect_timeout_s))}
+    if statement_timeout_s is not None:
+        args["options"] = f"-c statement_timeout={max(1, round(statement_timeout_s * 1000))}"
+    return args

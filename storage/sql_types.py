@@ -14,6 +14,11 @@ class StorageUnavailable(Exception):
     """The database could not be reached or failed the transaction; nothing of the batch was written."""
 
 
+class CommitUnknown(StorageUnavailable):
+    """The connection failed during COMMIT: the batch may or may not have landed. Never acknowledged; the
+    caller retries with the same command id / idempotency key, which the stored reply dedupes."""
+
+
 class StaleWriter(Exception):
     """The world's row version moved under this writer: another instance (or a stale actor) wrote it."""
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from storage import schema as t
 from storage.sql_rows import EffectRows, Pair
 from storage.sql_statements import Statements
-from storage.sql_types import StaleWriter, StorageUnavailable, WriteItem
+from storage.sql_types import CommitUnknown, StaleWriter, StorageUnavailable, WriteItem
 
 OutboxRow = tuple[int, str, str, dict[str, Any]]  # (id, world_id, topic, payload): what the relay publishes
 
@@ -88,10 +88,21 @@ class SqlWrites:
                 transaction.rollback()
                 conn.invalidate()  # a fresh connection: no cursor of the failed attempt holds a lock
             else:
-                transaction.commit()  # a failed commit raises: never written twice
+                self._commit(transaction)
                 return [None] * len(items), rows.outbox
         with self.engine.begin() as conn:
             return self._write_each(conn, items, sent, sent_at)
+
+    @staticmethod
+    def _commit(transaction: sa.RootTransaction) -> None:
+        """A failed commit raises (never written twice, never acknowledged); when the connection itself
+        dropped, whether the server committed is unknown, and the caller is told so."""
+        try:
+            transaction.commit()
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
+                raise CommitUnknown(f"commit unanswered: {type(exc.orig).__name__}: {exc.orig}") from exc
+            raise
 
     def _mark_sent(self, conn: sa.Connection, sent: Sequence[int], sent_at: str | None) -> None:
         if sent:
