@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.activation_load import random_write
+from tests.activation_load import Write, random_write
 from tests.daemon_process import DaemonProcess, free_port
 from tests.services import unavailable
 
@@ -116,6 +117,8 @@ class Outcome:
     ended_at: float
     etag: str | None = None
     detail: str | None = None
+    key: str = ""
+    write: Write | None = None
 
 
 @dataclass
@@ -137,16 +140,18 @@ class Writers:
             while not self.stop.is_set():
                 self._one(client, random_write(rng, WORLDS))
 
-    def _one(self, client: httpx.Client, write) -> None:  # type: ignore[no-untyped-def]
+    def _one(self, client: httpx.Client, write: Write) -> None:
+        key = uuid.uuid4().hex
         began = time.monotonic()
         try:
-            response = client.put(f"/worlds/{write.world}/activation", json=write.body())
+            response = client.put(f"/worlds/{write.world}/activation", json=write.body(),
+                                  headers={"Idempotency-Key": key})
             status, body = response.status_code, response.json()
         except httpx.HTTPError as exc:
             status, body = 0, {"detail": repr(exc)}
         ended = time.monotonic()
         outcome = Outcome(status, ended - began, ended, body.get("etag") if status == 200 else None,
-                          body.get("detail") if status != 200 else None)
+                          body.get("detail") if status != 200 else None, key, write)
         with self.lock:
             self.outcomes.append(outcome)
 
@@ -196,6 +201,29 @@ def _hold_group_commit_then_restart(cluster: Cluster, writers: Writers) -> float
     return time.monotonic()
 
 
+def _retry_refused(base_url: str, writers: Writers) -> int:
+    """Every write that was not acknowledged is sent again with its Idempotency-Key until it is: one whose
+    first commit landed (its outcome was unknown to the daemon) must be answered from the stored reply,
+    not applied a second time."""
+    refused = [o for o in writers.snapshot() if o.status != 200]
+    with httpx.Client(base_url=base_url, timeout=REQUEST_BOUND_S * 3) as client:
+        for outcome in refused:
+            assert outcome.write is not None
+            response = client.put(f"/worlds/{outcome.write.world}/activation", json=outcome.write.body(),
+                                  headers={"Idempotency-Key": outcome.key})
+            assert response.status_code == 200, f"retry of a refused write: {response.status_code} {response.text}"
+    return len(refused)
+
+
+def _check_applied_once(writers: Writers, cluster: Cluster) -> None:
+    """After the retries every write was applied exactly once: one audit entry per write sent."""
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{cluster.port}/ws", connect_timeout=5) as conn:
+        entries = conn.execute("SELECT count(*) FROM audit_log WHERE event = 'activation_updated'").fetchone()[0]
+    sent = len(writers.snapshot())
+    assert entries == sent, f"{sent} writes (each retried with its Idempotency-Key until acknowledged), " \
+                            f"{entries} applied: a write whose commit outcome was unknown was applied twice or lost"
+
+
 def _check(writers: Writers, cluster: Cluster) -> dict[str, float]:
     outcomes = writers.snapshot()
     acked = {o.etag for o in outcomes if o.status == 200}
@@ -241,5 +269,7 @@ def test_postgres_restarts_under_concurrent_writes(cluster: Cluster, tmp_path: P
         finally:
             writers.join()
         numbers = _check(writers, cluster)
+        numbers["retried"] = _retry_refused(daemon.url, writers)
+        _check_applied_once(writers, cluster)
         print(f"pg faults: {numbers}, recovery after the database returned (s): "
               f"{ {k: round(v, 3) for k, v in recoveries.items()} }")
