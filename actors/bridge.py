@@ -10,6 +10,8 @@ is the one table, shared by the HTTP edge and the Kafka replies (which carry the
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,18 +74,47 @@ class Request:
     reply: ReplyHook
 
 
+class _ReplyInbox:
+    """Replies from actor threads to one event loop, handed over per burst: a commit answers its whole
+    batch at once, and one loop wake-up (``call_soon_threadsafe`` writes the loop's self-pipe) for the
+    burst replaces one per reply. The append comes before the flag test and the drain clears the flag
+    before it empties the queue, so a reply is never left waiting without a drain scheduled."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: deque[tuple[asyncio.Future[Reply], Reply]] = deque()
+        self._scheduled = False
+
+    def put(self, future: asyncio.Future[Reply], reply: Reply) -> None:
+        self._queue.append((future, reply))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: the caller is gone, nobody is left to answer
+                self._scheduled = False
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        queue = self._queue
+        while queue:
+            future, reply = queue.popleft()
+            if not future.done():
+                future.set_result(reply)
+
+
+_INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReplyInbox] = weakref.WeakKeyDictionary()
+
+
 def asyncio_hook(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[Reply], ReplyHook]:
     """A future on ``loop`` and the thread-safe hook that resolves it from an actor thread."""
     future: asyncio.Future[Reply] = loop.create_future()
-
-    def resolve(reply: Reply) -> None:
-        if not future.done():
-            future.set_result(reply)
+    inbox = _INBOXES.get(loop)
+    if inbox is None:  # only the loop's own thread creates hooks for it, so no race on the first one
+        inbox = _INBOXES[loop] = _ReplyInbox(loop)
+    put = inbox.put
 
     def hook(reply: Reply) -> None:
-        try:
-            loop.call_soon_threadsafe(resolve, reply)
-        except RuntimeError:  # the loop is closed: the caller is gone, nobody is left to answer
-            pass
+        put(future, reply)
 
     return future, hook

@@ -143,6 +143,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests only
     errors: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
+    cpu_ms: float | None = None  # daemon CPU (user+system) per request during the measured run
 
     @property
     def requests(self) -> int:
@@ -205,8 +206,10 @@ async def measure(base_url: str, fixture: Fixture, args: argparse.Namespace) -> 
                 warmup = Result(name, concurrency)  # opens every connection; not reported
                 await run_case(clients, send, warmup, max(args.warmup, 2 * concurrency), None, args.seed + 1)
                 result = Result(name, concurrency)
+                before = daemon_cpu_s(args.pid)
                 await run_case(clients, send, result, None if args.duration else args.requests, args.duration,
                                args.seed)
+                result.cpu_ms = cpu_per_request_ms(args.pid, before, result.requests)
             finally:
                 for client in clients:
                     await client.aclose()
@@ -214,6 +217,28 @@ async def measure(base_url: str, fixture: Fixture, args: argparse.Namespace) -> 
             print(f"  done: {name:<15} c={concurrency:<3} {result.requests} requests in "
                   f"{result.elapsed:.1f} s", file=sys.stderr, flush=True)
     return results
+
+
+# --- daemon CPU ---------------------------------------------------------------------------------------
+
+
+def daemon_cpu_s(pid: int | None) -> float | None:
+    """The daemon's user+system CPU seconds so far, from /proc (None off Linux or without a pid): the
+    server's cost per request, which req/s alone hides when the load generator shares the cores."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+def cpu_per_request_ms(pid: int | None, before: float | None, requests: int) -> float | None:
+    after = daemon_cpu_s(pid)
+    if before is None or after is None or not requests:
+        return None
+    return (after - before) * 1000 / requests
 
 
 # --- measurement with wrk -----------------------------------------------------------------------------
@@ -230,6 +255,7 @@ class WrkResult:
     elapsed: float = 0.0
     rate: float | None = None  # wrk's Requests/sec (all completed requests)
     percentiles_ms: dict[int, float] = field(default_factory=dict)  # from --latency
+    cpu_ms: float | None = None  # daemon CPU (user+system) per request during the measured run
 
     def percentile_ms(self, p: float) -> float:
         return self.percentiles_ms.get(int(p), float("nan"))
@@ -347,7 +373,9 @@ def measure_wrk(base_url: str, fixture: Fixture, args: argparse.Namespace) -> li
             for concurrency in args.concurrency:
                 if args.warmup:
                     run_wrk(base_url, scripts[name], name, concurrency, 1)  # not reported
+                before = daemon_cpu_s(args.pid)
                 result = run_wrk(base_url, scripts[name], name, concurrency, seconds)
+                result.cpu_ms = cpu_per_request_ms(args.pid, before, result.requests)
                 results.append(result)
                 print(f"  done: {name:<15} c={concurrency:<3} {result.requests} requests in "
                       f"{result.elapsed:.1f} s", file=sys.stderr, flush=True)
@@ -410,7 +438,8 @@ def header(args: argparse.Namespace, target: str) -> str:
 def _row(r: Result | WrkResult) -> tuple[str, ...]:
     rate = f"{r.rate:.0f}" if r.rate is not None else "-"
     return (r.case, str(r.concurrency), str(r.requests), str(sum(r.errors.values())), f"{r.elapsed:.2f}", rate,
-            f"{r.percentile_ms(50):.2f}", f"{r.percentile_ms(99):.2f}")
+            f"{r.percentile_ms(50):.2f}", f"{r.percentile_ms(99):.2f}",
+            f"{r.cpu_ms:.3f}" if r.cpu_ms is not None else "-")
 
 
 def _row_format(cols: tuple[str, ...], rows: list[tuple[str, ...]]) -> tuple[str, list[int]]:
@@ -419,13 +448,22 @@ def _row_format(cols: tuple[str, ...], rows: list[tuple[str, ...]]) -> tuple[str
 
 
 def table(results: list[Result] | list[WrkResult]) -> str:
-    cols = ("case", "conc", "requests", "errors", "seconds", "req/s", "p50 ms", "p99 ms")
+    cols = ("case", "conc", "requests", "errors", "seconds", "req/s", "p50 ms", "p99 ms", "cpu ms/req")
     rows = [_row(r) for r in results]
     fmt, widths = _row_format(cols, rows)
     out = [fmt.format(*cols), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*row) for row in rows]
     out += [f"errors in {r.case} c={r.concurrency}: {dict(r.errors)}" for r in results if r.errors]
+    out += share_of_healthz(results)
     return "\n".join(out)
+
+
+def share_of_healthz(results: list[Result] | list[WrkResult]) -> list[str]:
+    """Each case's rate as a share of the no-op /healthz rate at the same concurrency in this run: the
+    part of the edge's capacity a real command leaves, which is steadier than req/s on shared cores."""
+    healthz = {r.concurrency: r.rate for r in results if r.case == "healthz" and r.rate}
+    return [f"{r.case} c={r.concurrency}: {r.rate / healthz[r.concurrency]:.0%} of healthz rate"
+            for r in results if r.case != "healthz" and r.rate and r.concurrency in healthz]
 
 
 # --- main ---------------------------------------------------------------------------------------------
@@ -447,6 +485,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="benchmark this running daemon instead of starting one")
+    p.add_argument("--daemon-pid", type=int, help="with --url: the daemon's pid, for CPU per request")
     p.add_argument("--data-dir", help="data dir of the daemon this script starts (default: a temp dir)")
     p.add_argument("--requests", type=int, default=3000, help="per case and concurrency (default 3000)")
     p.add_argument("--duration", type=float,
@@ -465,6 +504,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="load generator: httpx (asyncio), wrk, or auto = wrk if on PATH else httpx (default)")
     args = p.parse_args(argv)
     args.client_choice = args.client
+    args.pid = args.daemon_pid
     args.client = resolve_client(args.client)
     return args
 
@@ -499,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
                    "WORLDSERVICE__SERVER__REDIS_PREFIX": f"wsbench-{uuid.uuid4().hex[:8]}-"}
         daemon = DaemonProcess(data_dir, data_dir / "daemon.log", env=env)  # the tests' helper
         daemon.start()
+        args.pid = daemon.pid
         base_url = daemon.url
         projection = f"Redis activation projection at {args.redis}" if args.redis else "in-memory activation projection"
         target = (f"own daemon at {base_url}, dev profile (SQLite file, synchronous=FULL, {projection}), "

@@ -21,8 +21,10 @@ __all__ = ["Edge", "RebalanceFlags", "create_app", "header_etag"]
 
 def create_app(edge: Edge, auth: Auth | None = None, rebalance: RebalanceFlags | None = None) -> Litestar:
     """``auth`` with a JWT block or service tokens turns authentication and roles on (see transport/auth)."""
+    enabled = auth is not None and auth.enabled
     app = Litestar(
-        guards=[authorize],
+        # With auth off the guard would only return at once, but Litestar still awaits it per request.
+        guards=[authorize] if enabled else [],
         # A 1,000-world rebalancing plan (100k position slices) is about 9 MB of JSON; the default is 10 MB.
         request_max_body_size=64 * 1024 * 1024,
         route_handlers=ROUTE_HANDLERS,
@@ -33,6 +35,6 @@ def create_app(edge: Edge, auth: Auth | None = None, rebalance: RebalanceFlags |
     )
     app.state.edge = edge
     app.state.rebalance_flags = rebalance or RebalanceFlags()
-    app.state.authenticator = Authenticator(auth) if auth is not None and auth.enabled else None
+    app.state.authenticator = Authenticator(auth) if enabled else None
     app.state.auth_header = auth.header if auth is not None else "Authorization"
     return app
