@@ -223,17 +223,25 @@ def commands() -> list[tuple[str, Any]]:
     return out
 
 
+def _option_row(option: Any) -> str:
+    flags = ", ".join(f"`{flag}`" for flag in option.opts + option.secondary_opts)
+    default = "" if option.default in (None, False, ()) or option.required else f"`{option.default}`"
+    return f"| {flags} | {default} | {(option.help or '').replace('|', '/')} |"
+
+
+def _options_table(words: dict[str, str], command: Any) -> list[str]:
+    options = [p for p in command.params if p.param_type_name == "option" and p.name != "help"]
+    if not options:
+        return []
+    header = [f"| {words['option']} | {words['default']} | {words['help']} |", "|---|---|---|"]
+    return header + [_option_row(option) for option in options] + [""]
+
+
 def cli_page(words: dict[str, str], _schema: dict[str, Any]) -> str:
     lines = [f"# {words['cli']}", "", words["cli_intro"], ""]
     for name, command in commands():
         ctx = typer.Context(command, info_name=name)
-        lines += [f"## `{name}`", "", (command.help or "").strip(), "", f"{words['usage']}: `{command.get_usage(ctx).removeprefix('Usage: ')}`", ""]
-        options = [p for p in command.params if p.param_type_name == "option" and p.name != "help"]
-        if options:
-            lines += [f"| {words['option']} | {words['default']} | {words['help']} |", "|---|---|---|"]
-            for option in options:
-                flags = ", ".join(f"`{flag}`" for flag in option.opts + option.secondary_opts)
-                default = "" if option.default in (None, False, ()) or option.required else f"`{option.default}`"
-                lines.append(f"| {flags} | {default} | {(option.help or '').replace('|', '/')} |")
-            lines.append("")
+        usage = command.get_usage(ctx).removeprefix("Usage: ")
+        lines += [f"## `{name}`", "", (command.help or "").strip(), "", f"{words['usage']}: `{usage}`", ""]
+        lines += _options_table(words, command)
     return "\n".join(lines) + "\n"
