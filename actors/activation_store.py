@@ -1,8 +1,8 @@
 """ActivationStore actor: fronts the Redis (or in-memory) projection so world actors never touch Redis
 directly, and counts the worlds whose projection write failed (until rewritten) for alerting.
 
-Writes are collected while more messages wait in the mailbox and leave together once it is empty (or
-the batch is full): one pipelined MULTI/EXEC per drain instead of one round trip per entry. Every read
+Writes are collected while more writes wait right behind them in the mailbox and leave together once
+the next message is something else (or the batch is full): one pipelined MULTI/EXEC per drain instead of one round trip per entry. Every read
 through this actor writes what is collected first, so it sees every write told before it.
 """
 
@@ -14,12 +14,14 @@ from typing import Any
 import pykka
 import structlog
 
+from actors.mailbox import next_calls
 from domain.activation import state_hash
 from messages.activation import ActivationEntry
 from storage.activation_store import DeleteWorld, ProjectionWrite, PutEntry, ReplaceWorld
 
 log = structlog.get_logger("worldservice.activation_store")
 _MAX_BATCH = 500
+_COLLECTING = frozenset({"put_entry", "replace", "delete"})  # the calls that collect a write
 
 
 @dataclass
@@ -101,9 +103,10 @@ class ActivationStoreActor(pykka.ThreadingActor):
         return len(self.dirty)
 
     def _collect(self, write: ProjectionWrite) -> bool:
-        """``True`` once written, or while it waits for the rest of the mailbox to be written with it."""
+        """``True`` once written, or while it waits for the writes queued right behind it (only they come
+        back here to write what was collected: ``actors.mailbox``)."""
         self._collected.append(write)
-        if self.actor_inbox.empty() or len(self._collected) >= _MAX_BATCH:
+        if not next_calls(self, _COLLECTING) or len(self._collected) >= _MAX_BATCH:
             return self._write_collected()
         return True
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import pykka
 import structlog
 
+from actors.mailbox import next_is
 from domain.timefmt import iso_z
 from storage.sql import OutboxRow, SqlStore
 
@@ -68,8 +69,9 @@ class OutboxRelay(pykka.ThreadingActor):
             self._sweep_wanted = True
         else:
             return
-        # Commits arrive in bursts; one pass after the burst covers them all.
-        if self.actor_inbox.empty() or len(self._handed) >= self._batch:
+        # Commits arrive in bursts; one pass after the burst covers them all (anything else next, a proxy
+        # read of ``failing`` included, would not come back here: ``actors.mailbox``).
+        if not next_is(self, (Committed, Relay)) or len(self._handed) >= self._batch:
             self._relay()
 
     def _take(self, rows: list[OutboxRow] | None) -> None:

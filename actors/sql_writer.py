@@ -1,7 +1,7 @@
 """SqlWriter: the one actor that writes SQL, with group commit.
 
-Each ``WriteRequest`` is queued; when the mailbox is empty (or the batch is full) everything queued is
-written in one transaction and then every waiter is answered. Under load many commands share one commit;
+Each ``WriteRequest`` is queued; when no other write waits right behind it (or the batch is full),
+everything queued is written in one transaction and then every waiter is answered. Under load many commands share one commit;
 with no load a command is committed at once. The outbox rows a commit wrote are handed to ``on_commit``
 (before any waiter is answered), so the relay publishes them without reading them back.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pykka
 import structlog
 
+from actors.mailbox import next_is
 from storage.sql import OutboxRow, SqlStore, WriteItem
 
 log = structlog.get_logger("worldservice.sql_writer")
@@ -83,11 +84,13 @@ class SqlWriter(pykka.ThreadingActor):
             self._flush()
 
     def _should_flush(self) -> bool:
-        """Writes leave as soon as the mailbox is empty; relay marks only ride along with writes (or when
-        many piled up): a mark lost to a crash just means that event is published once more."""
+        """Writes leave as soon as no more writes are queued right behind them (anything else next, a
+        proxy call included, would not flush them: ``actors.mailbox``); relay marks only ride along with
+        writes (or when many piled up): a mark lost to a crash just means that event is published once
+        more."""
         if len(self._pending) >= self._max_batch or len(self._sent) >= _MAX_HELD_MARKS:
             return True
-        return bool(self._pending) and self.actor_inbox.empty()
+        return bool(self._pending) and not next_is(self, _BATCHED)
 
     def _flush(self) -> None:
         if not self._pending and not self._sent:
@@ -128,3 +131,7 @@ class SqlWriter(pykka.ThreadingActor):
 
     def stats(self) -> dict[str, int]:
         return {"commits": self.commits, "items": self.items}
+
+
+# What may follow a held write and flush it: everything else flushes first.
+_BATCHED = (WriteRequest, WriteBatch, MarkSent)

@@ -91,9 +91,6 @@ def _projection_equals_sql(client: httpx.Client, store: RedisActivationStore) ->
     return True
 
 
-@pytest.mark.xfail(raises=(httpx.ReadTimeout, AssertionError), strict=False, reason=(
-    "known bug, found 2026-12-04: on a quiet machine commands stop being answered while Redis is frozen "
-    "(SIGSTOP), with every daemon thread idle: a reply is lost somewhere between the commit and the edge"))
 def test_redis_down_at_start_then_back_then_frozen(tmp_path: Path, private_redis: PrivateRedis) -> None:
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify_path = tmp_path / "notify.sock"
