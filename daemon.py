@@ -89,9 +89,9 @@ class Runtime:
 
 
 def preflight(config: Config) -> list[str]:
-    """Everything that stops a start, one line per setting: missing settings first; in prod, then every
-    required service that does not answer."""
-    problems = config.prod_problems() + config.auth_problems()
+    """Everything that stops a start, one line per setting: missing settings first (prod's, a JWT block's,
+    cluster mode's); in prod, then every required service that does not answer."""
+    problems = config.prod_problems() + config.auth_problems() + config.cluster_problems()
     if problems or config.profile != "prod":
         return problems
     server = config.server
