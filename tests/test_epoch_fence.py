@@ -41,7 +41,8 @@ def _worlds_of_two_partitions(epochs: OwnerEpochs) -> tuple[str, str]:
 def _item(world_id: str, expected: int) -> WriteItem:
     return WriteItem(world_id=world_id, expected_version=expected, activation_counter=expected + 1,
                      effects=[AuditRecord(event="probe", request=None, result={"n": expected}),
-                              OutboxEvent(topic="activation", key=world_id, cloudevent={"id": f"{world_id}-{expected}"})])
+                              OutboxEvent(topic="activation", key=world_id,
+                                          cloudevent={"id": f"{world_id}-{expected}"})])
 
 
 def _stored(engine: sa.Engine, world_id: str) -> tuple[int | None, int, int]:
@@ -65,7 +66,8 @@ def test_a_write_under_the_current_epoch_commits(engine: sa.Engine) -> None:
     assert _stored(engine, w) == (2, 2, 2) and len(outbox) == 2
 
 
-def test_after_another_owner_takes_the_partition_the_former_owners_writes_are_refused(engine: sa.Engine) -> None:
+def test_after_another_owner_takes_the_partition_the_former_owners_writes_are_refused(
+        engine: sa.Engine) -> None:
     a, b = _cluster_store(engine), _cluster_store(engine)
     w, other = _worlds_of_two_partitions(a.owner_epochs)
     p, q = a.owner_epochs.partition_of(w), a.owner_epochs.partition_of(other)
