@@ -5,13 +5,12 @@ answer as the Java client, aiokafka and every other client that keys the command
 
 It lives here, not in ``domain/``: the hash is aiokafka's own (``aiokafka.partitioner.murmur2``, pure
 Python, no I/O), and ``domain/`` may not import aiokafka at all. ``storage/`` is the lowest layer that may,
-and the one that needs it first (the epoch fence of a write)."""
+and the one that needs it first (the epoch fence of a write). aiokafka is imported at the first call only
+(cluster mode): the embedded default never loads it."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-
-from aiokafka.partitioner import murmur2
 
 
 @lru_cache(maxsize=65_536)
@@ -19,4 +18,6 @@ def world_partition(world_id: str, partitions: int) -> int:
     """The partition a record keyed ``world_id`` lands on in a topic of ``partitions`` partitions."""
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, not {partitions}")
+    from aiokafka.partitioner import murmur2  # cached per world id: the import is paid once
+
     return (murmur2(world_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
