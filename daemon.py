@@ -25,18 +25,13 @@ from actors.risk_consumer import RiskEventReceived
 from actors.system import ActorSystem
 from config import Config, ConfigError, load_config
 from storage import migrate
-from storage.activation_store import MemoryActivationStore, RedisActivationStore
+from storage.activation_store import MemoryActivationStore
 from storage.engine import create_engine
 from storage.epochs import OwnerEpochs
 from storage.probes import sql_unreachable
 from storage.sql import SqlStore
-from transport.executor import HttpExecutor
 from transport.http import Edge, RebalanceFlags, create_app
-from transport.kafka import KafkaConsumerLoop, KafkaPublisher, brokers_unreachable
-from transport.kafka_intake import CommandIntake, ack_handler
 from transport.log_sink import LogSink, stamp_time, to_queue
-from transport.risk_events import dlq_topic, risk_event_handler
-from transport.principals import Authenticator
 from transport.memory_bus import InMemoryBus
 from transport.systemd import Systemd
 
@@ -95,6 +90,8 @@ def preflight(config: Config) -> list[str]:
     problems = config.prod_problems() + config.auth_problems() + config.cluster_problems()
     if problems or config.profile != "prod":
         return problems
+    from transport.kafka import brokers_unreachable  # the prod preflight only
+
     server = config.server
     # Not Redis: it holds only a projection of SQL, so an unreachable Redis is a degraded start (served
     # from SQL, rebuilt when Redis answers), never a refused one that a supervisor would loop on.
@@ -112,15 +109,22 @@ def _checked(config: Config) -> Config:
 
 def projection_store(config: Config) -> Any:
     if config.server.redis:
+        from storage.redis_stores import RedisActivationStore  # only with Redis: see storage.redis_stores
+
         return RedisActivationStore(config.server.redis, config.server.redis_prefix)
     if config.profile == "prod":
         raise ConfigError("prod profile requires worldservice.server.redis (in-memory activation store refused)")
     return MemoryActivationStore()
 
 
-def rebalance_executor(config: Config) -> HttpExecutor | None:
+def rebalance_executor(config: Config) -> Any:
+    """The HTTP rebalance executor when ``allocations.executor_url`` is set (httpx only then), else ``None``."""
     a = config.worldservice.allocations
-    return HttpExecutor(a.executor_url, a.executor_timeout_s, a.executor_retries) if a.executor_url else None
+    if not a.executor_url:
+        return None
+    from transport.executor import HttpExecutor
+
+    return HttpExecutor(a.executor_url, a.executor_timeout_s, a.executor_retries)
 
 
 def storage_engine(config: Config) -> Any:
@@ -249,50 +253,21 @@ async def _recover(runtime: Runtime) -> int:
     return len(repaired)
 
 
-def _kafka_publisher(config: Config) -> KafkaPublisher | None:
-    brokers = config.server.controlbus_brokers
-    if not brokers:
+def _kafka_publisher(config: Config) -> Any:
+    """The Kafka ControlBus when brokers are configured, else ``None`` (the bus stays in memory)."""
+    if not config.server.controlbus_brokers:
         return None
-    bus = config.worldservice.controlbus
-    return KafkaPublisher(brokers, asyncio.get_running_loop(), bus.send_timeout_s, linger_ms=bus.linger_ms)
+    from transport.kafka_wiring import kafka_publisher  # aiokafka only with brokers: see the module
+
+    return kafka_publisher(config)
 
 
-async def _start_consumers(config: Config, runtime: Runtime, edge: Edge) -> list[KafkaConsumerLoop]:
-    """ACKs from Gateways and, when enabled, the command topic; both only with a Kafka ControlBus."""
-    publisher, bus = runtime.bus, config.worldservice.controlbus
-    if not isinstance(publisher, KafkaPublisher):
+async def _start_consumers(config: Config, runtime: Runtime, edge: Edge, publisher: Any) -> list[Any]:
+    if publisher is None:
         return []
-    brokers = config.server.controlbus_brokers
-    group = {"session_timeout_ms": bus.session_timeout_ms, "heartbeat_interval_ms": bus.heartbeat_interval_ms,
-             "fetch_max_wait_ms": bus.fetch_max_wait_ms}
-    consumers = [KafkaConsumerLoop(brokers, bus.ack_topic, f"{bus.group_id}.acks",
-                                   ack_handler(runtime.system.receive_ack, edge.call_timeout_s,
-                                               lambda: edge.draining), **group)]
-    if bus.commands_enabled:
-        auth = config.server.auth
-        intake = CommandIntake(call=edge.call, call_many=edge.call_many, sender=publisher,
-                               dlq_topic=bus.commands_dlq_topic, auth_header=auth.header,
-                               authenticator=Authenticator(auth) if auth.enabled else None)
-        consumers.append(KafkaConsumerLoop(brokers, bus.commands_topic, bus.group_id, intake.handle,
-                                           max_records=bus.commands_max_poll_records,
-                                           max_in_flight=bus.commands_in_flight, on_rewind=intake.rewound, **group))
-    hub = config.worldservice.risk_hub
-    if hub.consumer_enabled:
-        topic = bus.topics["risk_snapshot"]
-        handler = risk_event_handler(runtime.system.receive_risk_event, publisher, dlq_topic(topic),
-                                     edge.call_timeout_s)
-        consumers.append(KafkaConsumerLoop(brokers, topic, hub.consumer_group, handler, **group))
-        # New evaluation runs (on the policy topic) are validated against the latest snapshot at once.
-        runs = bus.topics["policy"]
-        consumers.append(KafkaConsumerLoop(brokers, runs, f"{hub.consumer_group}.runs", risk_event_handler(
-            runtime.system.receive_risk_event, publisher, dlq_topic(topic), edge.call_timeout_s), **group))
-    for consumer in consumers:
-        await consumer.start()
-    # Readiness waits (bounded) for the ACK consumer's group join, so a first apply is not held for ACKs
-    # that nobody reads yet; with the broker down the daemon still becomes ready and serves commands.
-    if not await consumers[0].wait_joined(bus.session_timeout_ms / 1000 * 1.5):
-        log.warning("ack_consumer_not_joined", topic=bus.ack_topic)
-    return consumers
+    from transport.kafka_wiring import start_consumers
+
+    return await start_consumers(config, runtime.system, publisher, edge)
 
 
 async def serve(config: Config) -> None:
@@ -301,12 +276,12 @@ async def serve(config: Config) -> None:
     publisher = _kafka_publisher(config)
     runtime = await asyncio.to_thread(build_runtime, config, publisher)
     edge = Edge(system=runtime.system)
-    consumers: list[KafkaConsumerLoop] = []
+    consumers: list[Any] = []
     try:
         if publisher is not None:
             await publisher.start()
         repaired = await _recover(runtime)
-        consumers = await _start_consumers(config, runtime, edge)
+        consumers = await _start_consumers(config, runtime, edge, publisher)
         if not shutdown.requested:
             await _serve_http(config, runtime, edge, shutdown, repaired)
     finally:

@@ -21,7 +21,6 @@ from actors.bridge import Reply, ReplyHook, Request, error_reply
 from actors.risk_hub import expanded
 from actors.risk_metrics import RiskHubMetrics, stage_label
 from domain import risk_snapshots as rs
-from domain.extended_blocks import blocks_for
 from domain.timefmt import parse_iso
 from messages.risk_hub import RecordExtendedValidation, RiskSnapshot
 from storage.risk_blobs import BlobStore
@@ -65,6 +64,9 @@ class ExtendedValidationWorker(pykka.ThreadingActor):
             return
         self._metrics.lag.set(max(0.0, (now - parse_iso(snapshot.as_of)).total_seconds()))
         faults.fault_point("extended_validation.compute")
+        # numpy costs the daemon's start about 80 ms: the first validation imports it instead.
+        from domain.extended_blocks import blocks_for
+
         blocks = blocks_for(expanded(snapshot, self._blobs))
         command = RecordExtendedValidation(world_id=snapshot.world_id, correlation_id=message.correlation_id,
                                            snapshot_version=snapshot.version, blocks=blocks)

@@ -23,8 +23,7 @@ from domain import risk_snapshots as rs
 from messages import commands as c
 from messages.errors import CommandRejected, not_found, unprocessable
 from messages.risk_hub import RiskSnapshot, RiskSnapshotList
-from storage.risk_blobs import BlobStore
-from storage.risk_cache import RedisLatestCache
+from storage.risk_blobs import BlobStore, LatestCache
 from storage.risk_rows import RiskSnapshotReads
 from storage.sql_types import StorageUnavailable
 
@@ -57,7 +56,7 @@ class RiskHub(pykka.ThreadingActor):
 
     def __init__(self, reads: RiskSnapshotReads, blobs: BlobStore, send: Callable[[Request], None],
                  clock: Callable[[], datetime], limits: rs.HubLimits, metrics: RiskHubMetrics,
-                 latest: RedisLatestCache | None = None, latest_ttl_s: int = 300) -> None:
+                 latest: LatestCache | None = None, latest_ttl_s: int = 300) -> None:
         super().__init__()
         self._reads = reads
         self._blobs = blobs

@@ -45,10 +45,18 @@ class WriteBatch:
 
 @dataclass(frozen=True, slots=True)
 class AtomicWrite:
-    """Items of several worlds committed together or not at all (an allocation run)."""
+    """Items of several worlds committed together or not at all (an allocation run). Runs queued one
+    behind the other share one commit, each in its own savepoint."""
 
     items: list[WriteItem]
     done: pykka.ThreadingFuture
+
+
+@dataclass(frozen=True, slots=True)
+class AtomicWrites:
+    """Several allocation runs handed over at once (one wave of the coordinator): one commit."""
+
+    runs: list[AtomicWrite]
 
 
 CommitListener = Callable[[list[OutboxRow] | None], None]
@@ -62,6 +70,7 @@ class SqlWriter(pykka.ThreadingActor):
         self._store = store
         self._max_batch = max_batch
         self._pending: list[WriteRequest] = []
+        self._atomic: list[AtomicWrite] = []  # held only while more atomic writes are next in the mailbox
         self._sent: list[int] = []
         self._sent_at: str | None = None
         self._on_commit = on_commit
@@ -69,9 +78,12 @@ class SqlWriter(pykka.ThreadingActor):
         self.items = 0
 
     def on_receive(self, message: object) -> None:
-        if isinstance(message, AtomicWrite):
-            self._flush()  # earlier writes first: the mailbox order is the commit order
-            self._write_atomic(message)
+        if isinstance(message, (AtomicWrite, AtomicWrites)):
+            if self._pending:
+                self._flush()  # earlier writes first: the mailbox order is the commit order
+            self._atomic += message.runs if isinstance(message, AtomicWrites) else [message]
+            if not next_is(self, (AtomicWrite, AtomicWrites)):
+                self._write_atomic()
             return
         if isinstance(message, WriteRequest):
             self._pending.append(message)
@@ -110,16 +122,21 @@ class SqlWriter(pykka.ThreadingActor):
         for request, result in zip(batch, results, strict=True):
             request.done.set(result)
 
-    def _write_atomic(self, message: AtomicWrite) -> None:
+    def _write_atomic(self) -> None:
+        runs, self._atomic = self._atomic, []
+        sent, self._sent = self._sent, []  # relay marks ride along, as with group commits
         outbox: list[OutboxRow] = []
         try:
-            self._store.apply_atomic(message.items, outbox)
+            results = self._store.apply_atomic_many([run.items for run in runs], outbox, sent, self._sent_at)
         except Exception as exc:  # noqa: BLE001 - the coordinator gets it and nothing was written
             self._hand_over(None)
-            message.done.set(exc)
-            return
-        self._hand_over(outbox)
-        message.done.set(None)
+            results = [exc] * len(runs)
+        else:
+            self._hand_over(outbox)
+        self.commits += 1
+        self.items += sum(len(run.items) for run in runs)
+        for run, result in zip(runs, results, strict=True):
+            run.done.set(result)
 
     def _hand_over(self, outbox: list[OutboxRow] | None) -> None:
         """Before any waiter is answered: a caller that then asks the relay finds the rows ahead of it."""
@@ -127,6 +144,8 @@ class SqlWriter(pykka.ThreadingActor):
             self._on_commit(outbox)
 
     def on_stop(self) -> None:
+        if self._atomic:
+            self._write_atomic()
         self._flush()
 
     def stats(self) -> dict[str, int]:

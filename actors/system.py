@@ -32,8 +32,7 @@ from domain.activation import fold_audit, state_hash
 from config import Config
 from domain.risk_snapshots import HubLimits
 from messages.commands import RISK_HUB_KINDS, ApplyTick, RefreshProjection, UpsertAllocations
-from storage.risk_blobs import RedisBlobStore, SqlBlobStore
-from storage.risk_cache import RedisLatestCache
+from storage.risk_blobs import BlobStore, LatestCache, SqlBlobStore
 from storage.risk_rows import RiskSnapshotReads
 from storage.sql import OutboxRow, SqlStore
 
@@ -42,6 +41,14 @@ log = structlog.get_logger("worldservice.system")
 
 def _names(names: list[str] | None) -> frozenset[str] | None:
     return frozenset(names) if names is not None else None
+
+
+def _latest_cache(redis_url: str | None, prefix: str) -> LatestCache | None:
+    if not redis_url:
+        return None
+    from storage.redis_stores import RedisLatestCache  # only with Redis: see storage.redis_stores
+
+    return RedisLatestCache(redis_url, prefix)
 
 
 class ActorSystem:
@@ -74,7 +81,7 @@ class ActorSystem:
         self.blobs = self._blob_store()
         hub = self.config.worldservice.risk_hub
         server = self.config.server
-        self.latest_cache = RedisLatestCache(server.redis, server.redis_prefix) if server.redis else None
+        self.latest_cache = _latest_cache(server.redis, server.redis_prefix)
         self.risk_hub = RiskHub.start(RiskSnapshotReads(store.engine), self.blobs, self.directory.tell, self.clock,
                                       self._hub_limits(), self.risk_metrics, self.latest_cache,
                                       hub.latest_cache_ttl_s)
@@ -101,10 +108,12 @@ class ActorSystem:
                          returns_max_points_per_series=hub.realized_returns_max_points_per_series,
                          returns_max_points_total=hub.realized_returns_max_points_total)
 
-    def _blob_store(self) -> SqlBlobStore | RedisBlobStore:
+    def _blob_store(self) -> BlobStore:
         """Redis in prod (where it is required), SQL elsewhere, unless ``risk_hub.blob_store`` says."""
         kind = self.config.worldservice.risk_hub.blob_store or ("redis" if self.config.server.redis else "sql")
         if kind == "redis" and self.config.server.redis:
+            from storage.redis_stores import RedisBlobStore  # only with Redis: see storage.redis_stores
+
             return RedisBlobStore(self.config.server.redis, self.config.server.redis_prefix,
                                   self.config.worldservice.risk_hub.ttl_sec_max)
         return SqlBlobStore(self.store.engine)
@@ -313,5 +322,6 @@ class ActorSystem:
         self.completions.stop(block=True)  # after the writer: its last commits are answered
         self.projection.actor_ref.stop(block=True)
         for client in (self.blobs, self.latest_cache):
-            if isinstance(client, (RedisBlobStore, RedisLatestCache)):
-                client.close()
+            close = getattr(client, "close", None)  # the Redis clients' connections
+            if close is not None:
+                close()

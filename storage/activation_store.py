@@ -3,6 +3,7 @@
 Both stores keep one document per world, ``{counter, {strategy: {side: entry}}}``, and are only ever
 written after SQL committed; SQL's audit log is the record they are rebuilt from. Writes come as a list
 of operations (``write_many``) applied together: Redis gets them as one MULTI/EXEC, one round trip.
+The Redis store is in ``storage.redis_stores``, imported only where a Redis URL is configured.
 """
 
 from __future__ import annotations
@@ -11,18 +12,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import msgspec
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from messages.activation import ActivationEntry
 
 Entries = dict[str, dict[str, ActivationEntry]]
-_VERSION_FIELD = "__version__"
-_entry_decoder = msgspec.json.Decoder(ActivationEntry)
-_encoder = msgspec.json.Encoder()
-REDIS_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,87 +99,3 @@ class MemoryActivationStore:
 
     def close(self) -> None:
         return None
-
-
-def bounded_redis(url: str) -> redis.Redis:
-    """A client with a bounded wait and no retries: a stalled or absent Redis costs a call at most ~1 s and
-    makes the projection degraded (repaired from SQL once Redis answers again), instead of retries piling
-    up behind an actor's mailbox."""
-    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
-                                retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
-
-
-class RedisActivationStore:
-    """Redis hash ``<prefix>world:<id>:activation``: one field per ``strategy|side`` plus the counter.
-
-    Every ``write_many`` is one MULTI/EXEC (one round trip), so a reader never sees an entry without its
-    counter, nor a part of what was written together.
-    """
-
-    def __init__(self, url: str, prefix: str = "") -> None:
-        self._client = bounded_redis(url)
-        self._prefix = prefix
-
-    def key(self, world_id: str) -> str:
-        return f"{self._prefix}world:{world_id}:activation"
-
-    def mark_complete(self) -> None:
-        """Set once the projection equals SQL; its disappearance (FLUSHALL, a fresh Redis) means the
-        projection must be rebuilt."""
-        self._client.set(f"{self._prefix}projection:complete", b"1")
-
-    def is_marked_complete(self) -> bool:
-        return bool(self._client.exists(f"{self._prefix}projection:complete"))
-
-    def write_many(self, writes: Sequence[ProjectionWrite]) -> None:
-        pipe = self._client.pipeline(transaction=True)
-        for write in writes:
-            key = self.key(write.world_id)
-            if isinstance(write, PutEntry):
-                pipe.hset(key, mapping={f"{write.strategy_id}|{write.side}": _encoder.encode(write.entry),
-                                        _VERSION_FIELD: write.counter})
-            elif isinstance(write, ReplaceWorld):
-                pipe.delete(key)
-                pipe.hset(key, mapping=_document(write.counter, write.entries))
-            else:
-                pipe.delete(key)
-        pipe.execute()
-
-    def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
-        self.write_many([PutEntry(world_id, counter, strategy_id, side, entry)])
-
-    def replace(self, world_id: str, counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> None:
-        self.write_many([ReplaceWorld(world_id, counter, entries)])
-
-    def delete(self, world_id: str) -> None:
-        self.write_many([DeleteWorld(world_id)])
-
-    def get(self, world_id: str) -> tuple[int, Entries] | None:
-        raw = self._client.hgetall(self.key(world_id))
-        if not raw:
-            return None
-        counter = int(raw.pop(_VERSION_FIELD.encode(), 0))
-        entries: Entries = {}
-        for field, value in raw.items():
-            sid, _, side = field.decode().rpartition("|")
-            entries.setdefault(sid, {})[side] = _entry_decoder.decode(value)
-        return counter, dict(sorted(entries.items()))
-
-    def flush_all(self) -> None:
-        """Drop every projection key under this store's prefix (used by rebuild and tests)."""
-        for key in self._client.scan_iter(match=f"{self._prefix}world:*:activation", count=500):
-            self._client.delete(key)
-
-    def ping(self) -> None:
-        self._client.ping()
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def _document(counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> dict[str, bytes | int]:
-    mapping: dict[str, bytes | int] = {_VERSION_FIELD: counter}
-    for sid, sides in entries.items():
-        for side, entry in sides.items():
-            mapping[f"{sid}|{side}"] = _encoder.encode(entry)
-    return mapping

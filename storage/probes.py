@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from storage.activation_store import RedisActivationStore
 from storage.engine import create_engine
 
 
@@ -21,6 +20,8 @@ def sql_unreachable(dsn: str, timeout_s: float = 3.0) -> str | None:
 
 
 def redis_unreachable(url: str) -> str | None:
+    from storage.redis_stores import RedisActivationStore  # only the prod preflight probes Redis
+
     store = RedisActivationStore(url, "")
     try:
         store.ping()

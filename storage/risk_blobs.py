@@ -1,8 +1,9 @@
 """Risk Hub blob stores: large snapshot parts (covariance, realized returns, stress) by content address.
 
 One contract, two homes: SQL (``risk_blobs``; dev, and anywhere without Redis) and Redis (prod,
-``<prefix>risk-blobs:<ref>``). A ref is ``blob:sha256:<hex>`` of the part's canonical JSON, so writing the
-same part twice is harmless and a ref never names two payloads. ``get`` answers ``None`` for an unknown ref.
+``<prefix>risk-blobs:<ref>``; ``storage.redis_stores``). A ref is ``blob:sha256:<hex>`` of the part's
+canonical JSON, so writing the same part twice is harmless and a ref never names two payloads. ``get``
+answers ``None`` for an unknown ref.
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-import msgspec
-import redis
-
-from storage.activation_store import bounded_redis
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.timefmt import iso_z
+from messages.risk_hub import RiskSnapshot
 from storage import schema as t
 from storage.sql_types import StorageUnavailable
 
@@ -26,6 +24,14 @@ class BlobStore(Protocol):
     def put_many(self, blobs: dict[str, Any]) -> None: ...
 
     def get(self, ref: str) -> Any | None: ...
+
+
+class LatestCache(Protocol):
+    """The latest snapshot per world, kept beside SQL (``storage.redis_stores.RedisLatestCache``)."""
+
+    def put(self, snapshot: RiskSnapshot, order: str, ttl_s: int) -> bool: ...
+
+    def get(self, world_id: str) -> RiskSnapshot | None: ...
 
 
 class SqlBlobStore:
@@ -52,33 +58,3 @@ class SqlBlobStore:
                 return conn.execute(query).scalar()
         except sa.exc.DBAPIError as exc:
             raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
-
-
-class RedisBlobStore:
-    """``ttl_s``: blobs outlive every snapshot that names them (the hub's maximum TTL by default)."""
-
-    def __init__(self, url: str, prefix: str = "", ttl_s: int = 86_400) -> None:
-        self._client = bounded_redis(url)
-        self._prefix = f"{prefix}risk-blobs:"
-        self._ttl_s = ttl_s
-
-    def put_many(self, blobs: dict[str, Any]) -> None:
-        if not blobs:
-            return
-        try:
-            with self._client.pipeline(transaction=False) as pipe:
-                for ref, payload in blobs.items():
-                    pipe.set(self._prefix + ref, msgspec.json.encode(payload), ex=self._ttl_s)
-                pipe.execute()
-        except redis.RedisError as exc:
-            raise StorageUnavailable(f"redis: {exc}") from exc
-
-    def get(self, ref: str) -> Any | None:
-        try:
-            raw = self._client.get(self._prefix + ref)
-        except redis.RedisError as exc:
-            raise StorageUnavailable(f"redis: {exc}") from exc
-        return None if raw is None else msgspec.json.decode(raw)
-
-    def close(self) -> None:
-        self._client.close()

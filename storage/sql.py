@@ -47,11 +47,12 @@ class SqlStore(SqlWrites):
         if self.owner_epochs is not None:
             self.owner_epochs.release(partition)
 
-    def allocation_run(self, run_id: str) -> dict[str, Any] | None:
+    def allocation_runs(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored runs among ``run_ids``, by run id (one query for a batch of upserts)."""
         r = t.allocation_runs
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(r).where(r.c.run_id == run_id)).mappings().first()
-        return dict(row) if row else None
+            rows = conn.execute(sa.select(r).where(r.c.run_id.in_(list(run_ids)))).mappings().all()
+        return {row["run_id"]: dict(row) for row in rows}
 
     def world_allocations(self, world_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         w = t.world_allocations

@@ -216,16 +216,49 @@ class SqlWrites:
 
     def apply_atomic(self, items: Sequence[WriteItem], outbox: list[OutboxRow] | None = None) -> None:
         """Several worlds' items in one transaction, all or none (a cross-world allocation run)."""
+        refused = self.apply_atomic_many([items], outbox)[0]
+        if refused is not None:
+            raise refused
+
+    def apply_atomic_many(self, runs: Sequence[Sequence[WriteItem]], outbox: list[OutboxRow] | None = None,
+                          sent: Sequence[int] = (), sent_at: str | None = None) -> list[Exception | None]:
+        """Several allocation runs in one transaction (one commit), each all or none: a run's items go in
+        one savepoint, so a refused run writes nothing and takes no other run down. Relayed outbox rows
+        (``sent``) are marked in the same commit. Returns, per run, ``None`` or what refused it; a failed
+        commit raises, for every run."""
         try:
-            with self.engine.begin() as conn:
-                refused = self._stale(conn, items)
-                if refused:
-                    raise next(iter(refused.values()))  # all or none: none
-                written = [row for item in items for row in self._apply_item(conn, item)]
+            results, written = self._atomic_runs(runs, sent, sent_at)
         except sa.exc.DBAPIError as exc:
             raise StorageUnavailable(f"{type(exc.orig).__name__}: {exc.orig}") from exc
         if outbox is not None:
             outbox += written
+        return results
+
+    def _atomic_runs(self, runs: Sequence[Sequence[WriteItem]], sent: Sequence[int],
+                     sent_at: str | None) -> tuple[list[Exception | None], list[OutboxRow]]:
+        results: list[Exception | None] = []
+        written: list[OutboxRow] = []
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
+            self._mark_sent(conn, sent, sent_at)
+            stale = self._stale(conn, [item for items in runs for item in items])  # cluster mode only
+            for items in runs:
+                refused = next((stale[i.world_id] for i in items if i.world_id in stale), None)
+                if refused is not None:  # all or none: none
+                    results.append(refused)
+                    continue
+                savepoint = conn.begin_nested()
+                try:
+                    rows = [row for item in items for row in self._apply_item(conn, item)]
+                except Exception as exc:  # noqa: BLE001 - that run's refusal; a dead connection fails the commit
+                    savepoint.rollback()
+                    results.append(exc)
+                    continue
+                savepoint.commit()
+                results.append(None)
+                written += rows
+            self._commit(transaction)
+        return results, written
 
     def mark_allocation_executed(self, run_id: str, response: Any) -> None:
         r = t.allocation_runs

@@ -99,6 +99,18 @@ def test_a_cross_world_write_touching_a_moved_partition_stores_nothing(engine: s
     assert _stored(engine, w) == (None, 0, 0) and _stored(engine, other) == (None, 0, 0)
 
 
+def test_in_a_wave_of_allocation_runs_only_the_run_touching_a_moved_partition_is_refused(
+        engine: sa.Engine) -> None:
+    a, b = _cluster_store(engine), _cluster_store(engine)
+    w, other = _worlds_of_two_partitions(a.owner_epochs)
+    for world in (w, other):
+        a.take_partition(a.owner_epochs.partition_of(world), A)
+    b.take_partition(a.owner_epochs.partition_of(other), B)
+    results = a.apply_atomic_many([[_item(w, 0)], [_item(w, 1), _item(other, 0)]])
+    assert results[0] is None and isinstance(results[1], StaleOwner)
+    assert _stored(engine, w) == (1, 1, 1) and _stored(engine, other) == (None, 0, 0)
+
+
 def test_a_partition_not_held_here_is_refused_and_release_gives_it_up(engine: sa.Engine) -> None:
     a = _cluster_store(engine)
     w, _ = _worlds_of_two_partitions(a.owner_epochs)

@@ -9,9 +9,8 @@ import pytest
 
 from actors.activation_store import ActivationStoreActor
 from messages.activation import ActivationEntry
-from storage.activation_store import (
-    DeleteWorld, MemoryActivationStore, PutEntry, RedisActivationStore, ReplaceWorld,
-)
+from storage.activation_store import DeleteWorld, MemoryActivationStore, PutEntry, ReplaceWorld
+from storage.redis_stores import RedisActivationStore
 from tests import services
 
 

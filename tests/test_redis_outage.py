@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from domain.activation import state_hash
-from storage.activation_store import RedisActivationStore
+from storage.redis_stores import RedisActivationStore
 from tests.daemon_process import DaemonProcess, free_port
 
 WORLDS = [f"w{n}" for n in range(4)]

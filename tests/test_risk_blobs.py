@@ -10,7 +10,8 @@ import pytest
 from domain.risk_snapshots import blob_ref
 from storage import migrate
 from storage.engine import create_engine
-from storage.risk_blobs import BlobStore, RedisBlobStore, SqlBlobStore
+from storage.redis_stores import RedisBlobStore
+from storage.risk_blobs import BlobStore, SqlBlobStore
 from tests import services
 
 

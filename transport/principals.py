@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 
 from messages.commands import REQUIRED_ROLE, SERVICE_KINDS, Command, command_worlds
 from config import Auth
@@ -94,6 +93,8 @@ class Authenticator:
 
     def _verified(self, token: str) -> Principal:
         assert self._jwt is not None
+        import jwt  # PyJWT with cryptography: ~40 ms of start-up, paid only where JWTs are accepted
+
         required = ["exp", "sub"] + [c for c, v in (("iss", self._jwt.issuer), ("aud", self._jwt.audience)) if v]
         try:
             claims = jwt.decode(token, self._key, algorithms=[self._jwt.algorithm], issuer=self._jwt.issuer,

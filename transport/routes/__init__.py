@@ -1,7 +1,5 @@
 """The HTTP routes, one module per resource; ``ROUTE_HANDLERS`` is what the app factory registers."""
 
-from __future__ import annotations
-
 from transport.routes.activation import ActivationController
 from transport.routes.apply import ApplyController
 from transport.routes.campaigns import CampaignsController

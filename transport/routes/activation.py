@@ -1,8 +1,6 @@
 """A world's activation: one entry or the whole set (with ETags), writes with ``If-Match``, and the
 activation state hash (reference §1.4)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from litestar import Controller, Request, Response, get, put

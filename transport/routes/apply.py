@@ -1,7 +1,5 @@
 """Policy evaluation and the 2-phase apply of a world, and the record of one apply run (reference §1.4)."""
 
-from __future__ import annotations
-
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody

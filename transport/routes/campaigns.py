@@ -1,8 +1,6 @@
 """Campaign status and tick of a world (reference §1.9): reads over its evaluation runs and default policy,
 answered by the world's actor. ``tick`` is a POST that writes nothing: it recommends the next steps."""
 
-from __future__ import annotations
-
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 

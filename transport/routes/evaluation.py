@@ -1,8 +1,6 @@
 """Evaluation runs and cohort evaluation (reference §1.4, §1.8): every read and change goes through the
 world's actor, so a run's revisions serialize with that world's apply and activation writes."""
 
-from __future__ import annotations
-
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody

@@ -4,8 +4,6 @@ A run changes runs, so it goes through each world's actor as a ``RunLiveMonitori
 sends one per world (a bounded number at a time) and never writes a row itself.
 """
 
-from __future__ import annotations
-
 import asyncio
 
 from litestar import Controller, Request, Response, get, post

@@ -1,7 +1,5 @@
 """Operations routes: liveness, readiness, Prometheus metrics and the OpenAPI document."""
 
-from __future__ import annotations
-
 import asyncio
 from typing import Any
 

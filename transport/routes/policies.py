@@ -1,7 +1,5 @@
 """Policy versions of a world, its default version and the built-in presets (reference §1.2)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post

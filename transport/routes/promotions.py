@@ -2,8 +2,6 @@
 world's default policy. Every route goes through the world's actor: an apply is an ordinary 2-phase apply
 run of that world, through the default-safe rule."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from litestar import Controller, Request, Response, get, post

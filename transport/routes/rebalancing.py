@@ -1,8 +1,6 @@
 """Multi-world rebalancing plans (``/rebalancing``) and stored allocations (``/allocations``)
 (reference §1.5, §1.6)."""
 
-from __future__ import annotations
-
 import asyncio
 from dataclasses import dataclass
 

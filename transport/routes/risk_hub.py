@@ -6,8 +6,6 @@ A push needs ``X-Actor`` and ``X-Stage`` (400 without), a body whose ``world_id`
 or expired snapshot, 409 for a known version with another hash, 404 for an unknown world.
 """
 
-from __future__ import annotations
-
 import hmac
 from typing import Annotated, Any
 

@@ -1,7 +1,5 @@
 """Strategy bindings and decisions of a world, ``/decide`` and the decision history (reference §1.3)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from litestar import Controller, Request, Response, get, post

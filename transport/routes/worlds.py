@@ -1,8 +1,6 @@
 """The world registry: create, list, read, update and delete worlds, their description, audit log and
 history metadata (reference §1.1)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from litestar import Controller, Request, Response, delete, get, post, put

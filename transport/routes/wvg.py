@@ -1,7 +1,5 @@
 """The World View Graph: world nodes, edge overrides and the validation cache (reference §1.1, §1.7)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from litestar import Controller, Request, Response, delete, get, post, put
