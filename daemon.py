@@ -27,6 +27,7 @@ from config import Config, ConfigError, load_config
 from storage import migrate
 from storage.activation_store import MemoryActivationStore
 from storage.engine import create_engine
+from storage.epochs import OwnerEpochs
 from storage.probes import sql_unreachable
 from storage.sql import SqlStore
 from transport.http import Edge, RebalanceFlags, create_app
@@ -84,9 +85,9 @@ class Runtime:
 
 
 def preflight(config: Config) -> list[str]:
-    """Everything that stops a start, one line per setting: missing settings first; in prod, then every
-    required service that does not answer."""
-    problems = config.prod_problems() + config.auth_problems()
+    """Everything that stops a start, one line per setting: missing settings first (prod's, a JWT block's,
+    cluster mode's); in prod, then every required service that does not answer."""
+    problems = config.prod_problems() + config.auth_problems() + config.cluster_problems()
     if problems or config.profile != "prod":
         return problems
     from transport.kafka import brokers_unreachable  # the prod preflight only
@@ -143,7 +144,8 @@ def build_runtime(config: Config, publisher: Any = None, executor: Any = None, *
         migrate.upgrade(engine)
     elif not migrate.is_current(engine):
         raise ConfigError("database schema is not at head; run `worldservice migrate` first")
-    store = SqlStore(engine)
+    cluster = config.cluster  # cluster mode: every write batch is fenced by its partitions' owner epochs
+    store = SqlStore(engine, OwnerEpochs(cluster.partitions) if cluster is not None else None)
     bus = publisher if publisher is not None else InMemoryBus()
     executor = executor if executor is not None else rebalance_executor(config)
     system = ActorSystem(store, projection_store(config), bus, config, executor=executor, **clocks)

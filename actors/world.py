@@ -370,6 +370,10 @@ class WorldActor(BatchedMutations, pykka.ThreadingActor):
 
     def _stop_fenced(self) -> None:
         """The Directory stops this actor (as a passivation: withdrawn from routing first, then drained),
-        so no request sent to it meanwhile is lost."""
-        self._tell_directory(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))
+        so no request sent to it meanwhile is lost. A failure learned while stopping (``on_stop`` settles the
+        commits in flight) may find the Directory stopped already: the whole system stops, this actor too."""
+        try:
+            self._tell_directory(WorldStopped(world_id=self.world_id, actor_urn=self.actor_urn))
+        except pykka.ActorDeadError:
+            pass
 

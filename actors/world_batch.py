@@ -25,7 +25,7 @@ from domain.state import Outcome
 from domain.timefmt import iso_z
 from messages.commands import Command
 from messages.errors import CommandRejected
-from storage.sql import StaleWriter, StorageUnavailable, WriteItem
+from storage.sql import StaleOwner, StaleWriter, StorageUnavailable, WriteItem
 from storage.sql_types import CommitUnknown
 
 log = structlog.get_logger("worldservice.world")
@@ -180,4 +180,5 @@ class BatchedMutations:
 
 
 _FAILURE_EVENTS: dict[type, str] = {StorageUnavailable: "storage_unavailable", StaleWriter: "world_fenced_off",
+                                    StaleOwner: "world_owner_stale",
                                     UnknownOutcome: "commit_unanswered", CommitUnknown: "commit_unanswered"}

@@ -27,7 +27,7 @@ import pykka
 import structlog
 
 from actors.bridge import Reply, Request, error_reply
-from storage.sql import StaleWriter, StorageUnavailable
+from storage.sql import StaleOwner, StaleWriter, StorageUnavailable
 from storage.sql_types import CommitUnknown
 
 log = structlog.get_logger("worldservice.world")
@@ -82,6 +82,8 @@ def failure_reply(exc: Exception, first: bool) -> Reply:
                                 "the same command id or idempotency key")
     if isinstance(exc, StorageUnavailable):
         return error_reply(503, "storage unavailable; retry")
+    if isinstance(exc, StaleOwner):
+        return error_reply(503, "this instance no longer owns the world; retry")
     if isinstance(exc, StaleWriter):
         return error_reply(503, "world was changed by another writer; retry")
     if isinstance(exc, UnknownOutcome):

@@ -172,6 +172,26 @@ class RiskHubConfig(msgspec.Struct, forbid_unknown_fields=True):
                              f"({self.ttl_sec_max})")
 
 
+class ClusterConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Many instances, one owner per world. Setting this section (a key of it in the file, or
+    ``WORLDSERVICE__CLUSTER__ADVERTISE_URL`` alone) turns cluster mode on, which requires PostgreSQL and
+    Kafka. Every instance joins the commands topic's consumer group (``controlbus.group_id``); a world
+    belongs to the instance assigned its partition, and every write of the world is fenced in SQL by that
+    partition's owner epoch. The instances share one file: only the port and ``advertise_url`` differ."""
+
+    # This instance's internal base URL (``http://host:port``): where the other instances forward a
+    # request for a world it owns, and the owner the epoch row names. Required in cluster mode.
+    advertise_url: str | None = None
+    # Partitions of the commands topic. A world's partition is Kafka's default partitioner for its id
+    # (murmur2 of the UTF-8 bytes, modulo this), so it must equal the topic's partition count.
+    partitions: Annotated[int, Meta(ge=1, le=10_000)] = 12
+    # A request for a world owned by another instance: proxied to the owner (``forward``) or answered
+    # 307 with the owner's URL (``redirect``).
+    forward: Literal["forward", "redirect"] = "forward"
+    # How long a forwarded request may wait for the owner's answer.
+    forward_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
+
+
 class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data_dir: str = "./data"
@@ -182,6 +202,7 @@ class WorldServiceConfig(msgspec.Struct, forbid_unknown_fields=True):
     controlbus: ControlBusConfig = msgspec.field(default_factory=ControlBusConfig)
     allocations: AllocationsConfig = msgspec.field(default_factory=AllocationsConfig)
     risk_hub: RiskHubConfig = msgspec.field(default_factory=RiskHubConfig)
+    cluster: ClusterConfig | None = None  # None: one instance owns every world (the default)
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):
@@ -200,13 +221,35 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
         if self.profile != "prod":
             return []
         server, problems = self.server, []
-        if not (server.dsn or "").startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        if not _is_postgres(server.dsn):
             problems.append("worldservice.server.dsn: prod requires a PostgreSQL DSN (postgresql://...)")
         if not server.redis:
             problems.append("worldservice.server.redis: prod requires Redis (the in-memory activation store is refused)")
         if not server.controlbus_brokers:
             problems.append("worldservice.server.controlbus_brokers: prod requires Kafka (the in-memory bus is refused)")
         problems += _jwt_problems(server.auth.jwt)
+        return problems
+
+    @property
+    def cluster(self) -> ClusterConfig | None:
+        """The cluster section; ``None`` is the single-instance default."""
+        return self.worldservice.cluster
+
+    def cluster_problems(self) -> list[str]:
+        """What cluster mode requires and this configuration lacks, one line per setting (any profile)."""
+        cluster = self.cluster
+        if cluster is None:
+            return []
+        problems, server = [], self.server
+        if not (cluster.advertise_url or "").startswith(("http://", "https://")):
+            problems.append("worldservice.cluster.advertise_url: cluster mode requires this instance's "
+                            "internal URL (http://host:port; also WORLDSERVICE__CLUSTER__ADVERTISE_URL)")
+        if not _is_postgres(server.dsn):
+            problems.append("worldservice.server.dsn: cluster mode requires a PostgreSQL DSN "
+                            "(postgresql://...): the owner epochs fencing the instances' writes live there")
+        if not server.controlbus_brokers:
+            problems.append("worldservice.server.controlbus_brokers: cluster mode requires Kafka (its "
+                            "consumer group assigns the worlds to the instances)")
         return problems
 
     def auth_problems(self) -> list[str]:
@@ -223,6 +266,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     def auto_migrate(self) -> bool:
         flag = self.worldservice.storage.auto_migrate
         return self.profile == "dev" if flag is None else flag
+
+
+def _is_postgres(dsn: str | None) -> bool:
+    return (dsn or "").startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
 
 
 def _jwt_problems(jwt: JwtConfig | None) -> list[str]:

@@ -228,6 +228,27 @@ risk_blobs = sa.Table(
     sa.Column("created_at", sa.String(40), nullable=False),
 )
 
+# Cluster mode: the owner epoch of each partition of the commands topic. Taking a partition bumps its
+# epoch (and names the taker's advertise URL); a world's writes commit only under its partition's current
+# epoch, so a paused or partitioned former owner is refused by the database. Never cleared.
+partition_epochs = sa.Table(
+    "partition_epochs", metadata,
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("taken_at", sa.String(40), nullable=False),
+)
+
+# Every epoch ever taken, appended in the taking transaction: who owned which partition from when (what
+# shows that no world had two owners at once).
+partition_epoch_history = sa.Table(
+    "partition_epoch_history", metadata,
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("epoch", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("taken_at", sa.String(40), nullable=False),
+)
+
 # Tables holding a world's current state: cleared when the world is deleted (audit and counters stay).
 WORLD_STATE_TABLES = {
     worlds: worlds.c.id, policies: policies.c.world_id, bindings: bindings.c.world_id,

@@ -20,15 +20,32 @@ from messages.decisions import DecisionState
 from messages.worlds import WorldRecord
 from storage import schema as t
 from storage.engine import READ_ONLY
+from storage.epochs import take_partition
 from storage.sql_loads import load_world_state
-from storage.sql_types import StaleWriter, StorageUnavailable, WriteItem
+from storage.sql_types import StaleOwner, StaleWriter, StorageUnavailable, WriteItem
 from storage.sql_writes import OutboxRow, SqlWrites
 
-__all__ = ["OutboxRow", "SqlStore", "StaleWriter", "StorageUnavailable", "WriteItem"]
+__all__ = ["OutboxRow", "SqlStore", "StaleOwner", "StaleWriter", "StorageUnavailable", "WriteItem"]
 
 
 class SqlStore(SqlWrites):
     """Writes (group commit) from ``SqlWrites``; the reads the actors and edges need."""
+
+    # --- cluster mode: the partitions this instance owns -----------------------------------------
+
+    def take_partition(self, partition: int, owner: str) -> int:
+        """Take ``partition`` for ``owner`` (this instance's advertise URL) under a new epoch and hold it:
+        from now on this instance's writes of its worlds commit, and any former owner's are refused."""
+        if self.owner_epochs is None:
+            raise RuntimeError("take_partition needs cluster mode (a store built with owner_epochs)")
+        epoch = take_partition(self.engine, partition, owner)
+        self.owner_epochs.hold(partition, epoch)
+        return epoch
+
+    def release_partition(self, partition: int) -> None:
+        """Stop writing ``partition``'s worlds (revoked): their writes are refused here from now on."""
+        if self.owner_epochs is not None:
+            self.owner_epochs.release(partition)
 
     def allocation_runs(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The stored runs among ``run_ids``, by run id (one query for a batch of upserts)."""

@@ -23,6 +23,15 @@ class StaleWriter(Exception):
     """The world's row version moved under this writer: another instance (or a stale actor) wrote it."""
 
 
+class StaleOwner(StaleWriter):
+    """Cluster mode: this instance no longer owns the world's partition (another instance took it under a
+    newer epoch, or it was released here). Nothing of the write was stored; the world must be given up."""
+
+    def __init__(self, partition: int, held: int | None, current: int | None) -> None:
+        self.partition, self.held, self.current = partition, held, current
+        super().__init__(f"partition {partition}: held epoch {held}, current epoch {current}")
+
+
 @dataclass(frozen=True)
 class WriteItem:
     """One command's effects, to be applied atomically if the world is still at ``expected_version``."""

@@ -7,6 +7,11 @@ its items in a batch carry consecutive expected versions; when anything does not
 a fence moved meanwhile, a duplicate command id, any error) the transaction is rolled back and the batch
 is written the careful way instead: each item in its own savepoint, so a refused item takes no other
 item down, least of all another world's. A commit that fails is never retried: it raises.
+
+In cluster mode (``owner_epochs`` given) every transaction first reads the owner epochs of its worlds'
+partitions (``storage.epochs``; one ``SELECT .. FOR SHARE`` per transaction, none without cluster mode):
+the items of a partition this instance no longer holds under its current epoch are refused with
+``StaleOwner`` and write nothing, the others are written as usual.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from storage import schema as t
+from storage.epochs import OwnerEpochs
 from storage.sql_rows import EffectRows, Pair
 from storage.sql_statements import Statements
-from storage.sql_types import CommitUnknown, StaleWriter, StorageUnavailable, WriteItem
+from storage.sql_types import CommitUnknown, StaleOwner, StaleWriter, StorageUnavailable, WriteItem
 
 OutboxRow = tuple[int, str, str, dict[str, Any]]  # (id, world_id, topic, payload): what the relay publishes
 
@@ -58,8 +64,9 @@ class _Rows:
 class SqlWrites:
     """The write half of the SQL store: group commit of world effects."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, owner_epochs: OwnerEpochs | None = None) -> None:
         self.engine = engine
+        self.owner_epochs = owner_epochs  # None: one instance, no epoch fence (and no statement for it)
         self._sql = Statements(engine.dialect.name)
         self._rows = EffectRows(self._sql)
         self._multi_rowcount = bool(engine.dialect.supports_sane_multi_rowcount)
@@ -111,6 +118,8 @@ class SqlWrites:
     def _write_batched(self, conn: sa.Connection, items: Sequence[WriteItem], sent: Sequence[int],
                        sent_at: str | None) -> _Rows:
         self._mark_sent(conn, sent, sent_at)
+        if self._stale(conn, items):
+            raise _Unbatchable("a partition of the batch is not this instance's under its current epoch")
         self._fence_batch(conn, items)
         rows = _Rows(conn, self._sql)
         for item in items:
@@ -155,9 +164,14 @@ class SqlWrites:
                     sent_at: str | None) -> tuple[list[Exception | None], list[OutboxRow]]:
         """The careful way: each item inside its own savepoint."""
         self._mark_sent(conn, sent, sent_at)
+        stale = self._stale(conn, items)
         results: list[Exception | None] = []
         outbox: list[OutboxRow] = []
         for item in items:
+            refused = stale.get(item.world_id)
+            if refused is not None:
+                results.append(refused)
+                continue
             savepoint = conn.begin_nested()
             try:
                 written = self._apply_item(conn, item)
@@ -168,6 +182,14 @@ class SqlWrites:
                 savepoint.rollback()
                 results.append(exc)
         return results, outbox
+
+    def _stale(self, conn: sa.Connection, items: Sequence[WriteItem]) -> dict[str, StaleOwner]:
+        """Cluster mode: the refusal of each world of ``items`` whose partition is not this instance's."""
+        if self.owner_epochs is None:
+            return {}
+        worlds = {i.world_id for i in items}
+        stale = self.owner_epochs.stale_partitions(conn, worlds)
+        return {w: stale[p] for w in worlds if (p := self.owner_epochs.partition_of(w)) in stale}
 
     def _apply_item(self, conn: sa.Connection, item: WriteItem) -> list[OutboxRow]:
         self._fence(conn, item)
@@ -235,7 +257,12 @@ class SqlWrites:
         with self.engine.connect() as conn:
             transaction = conn.begin()
             self._mark_sent(conn, sent, sent_at)
+            stale = self._stale(conn, [item for items in runs for item in items])  # cluster mode only
             for items in runs:
+                refused = next((stale[i.world_id] for i in items if i.world_id in stale), None)
+                if refused is not None:  # all or none: none
+                    results.append(refused)
+                    continue
                 savepoint = conn.begin_nested()
                 try:
                     rows = [row for item in items for row in self._apply_item(conn, item)]

@@ -66,3 +66,33 @@ def test_the_risk_hub_settings_are_checked() -> None:
         load_config(environ={}, overrides={"worldservice": {"risk_hub": {"realized_returns_max_points_per_series": 0}}})
     with pytest.raises(ConfigError, match="allowed_actors"):
         load_config(environ={}, overrides={"worldservice": {"risk_hub": {"allowed_actors": "gateway"}}})
+
+
+def test_cluster_mode_is_off_by_default_and_on_when_its_section_is_set(tmp_path) -> None:
+    assert load_config(environ={}).cluster is None and load_config(environ={}).cluster_problems() == []
+    path = tmp_path / "ws.yml"
+    path.write_text("worldservice:\n  dsn: postgresql://db/ws\n  controlbus_brokers: [k1:9092]\n"
+                    "  cluster: {partitions: 24, forward: redirect}\n")
+    env = {"WORLDSERVICE__CLUSTER__ADVERTISE_URL": "http://10.0.0.7:8081"}
+    cluster = load_config(path, environ=env).cluster
+    assert cluster is not None
+    assert (cluster.advertise_url, cluster.partitions, cluster.forward) == ("http://10.0.0.7:8081", 24, "redirect")
+    assert load_config(path, environ=env).cluster_problems() == []
+    # The advertise URL alone (the one setting that differs per instance) turns it on as well.
+    alone = load_config(environ=env).cluster
+    assert alone is not None and (alone.partitions, alone.forward) == (12, "forward")
+    with pytest.raises(ConfigError, match="forward"):
+        load_config(path, environ={**env, "WORLDSERVICE__CLUSTER__FORWARD": "proxy"})
+    with pytest.raises(ConfigError, match="partitions"):
+        load_config(path, environ={**env, "WORLDSERVICE__CLUSTER__PARTITIONS": "0"})
+
+
+def test_cluster_mode_without_postgres_and_kafka_is_refused_one_line_each(capsys, monkeypatch) -> None:
+    config = load_config(environ={"WORLDSERVICE__CLUSTER__ADVERTISE_URL": "http://127.0.0.1:8081"})
+    assert [p.split(":", 1)[0] for p in config.cluster_problems()] == [
+        "worldservice.server.dsn", "worldservice.server.controlbus_brokers"]
+    monkeypatch.setenv("WORLDSERVICE__CLUSTER__PARTITIONS", "4")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].strip() for line in err] == [
+        "worldservice.cluster.advertise_url", "worldservice.server.dsn", "worldservice.server.controlbus_brokers"]

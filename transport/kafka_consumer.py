@@ -65,9 +65,12 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._loop.settle()
+        if self._loop.ownership is not None:  # cluster mode: the worlds go, then the epochs
+            await self._loop.ownership.revoked({tp.partition for tp in revoked if tp.topic == self._loop.topic})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        if self._loop.ownership is not None:  # cluster mode: taken under new epochs before any fetch
+            await self._loop.ownership.assigned({tp.partition for tp in assigned if tp.topic == self._loop.topic})
 
 
 class KafkaConsumerLoop:
@@ -83,7 +86,8 @@ class KafkaConsumerLoop:
     def __init__(self, brokers: list[str], topic: str, group_id: str, handler: Handler,
                  loop: asyncio.AbstractEventLoop | None = None, *, max_records: int = 500,
                  poll_timeout_ms: int = 200, backoff_s: float = 0.5, max_in_flight: int = 1,
-                 on_rewind: Callable[[], None] | None = None, **consumer_options: Any) -> None:
+                 on_rewind: Callable[[], None] | None = None, ownership: Any = None,
+                 **consumer_options: Any) -> None:
         self._brokers = list(brokers)
         self.topic = topic
         self.group_id = group_id
@@ -95,6 +99,8 @@ class KafkaConsumerLoop:
         self._max_in_flight = max(1, max_in_flight)
         self._in_flight_poll_ms = 5
         self._on_rewind = on_rewind
+        # Cluster mode, commands topic: told the assignment (``transport.ownership.PartitionOwnership``).
+        self.ownership = ownership
         self._options = {"auto_offset_reset": "earliest", "max_poll_records": max_records, **consumer_options,
                          "enable_auto_commit": False}
         self._stopping: asyncio.Event | None = None
@@ -143,6 +149,8 @@ class KafkaConsumerLoop:
             while not self._stopped():
                 await self._poll_once(consumer)
             await self.settle()
+            if self.ownership is not None:  # leaving: aiokafka revokes nothing on stop, so it is done here
+                await self.ownership.revoked(set(self.ownership.owned))
         finally:
             self._consumer = None
             await consumer.stop()
