@@ -45,7 +45,23 @@ class DeleteWorld:
 ProjectionWrite = PutEntry | ReplaceWorld | DeleteWorld
 
 
-class MemoryActivationStore:
+class SingleWrites:
+    """One write as a one-element ``write_many``, for every store."""
+
+    def write_many(self, writes: Sequence[ProjectionWrite]) -> None:
+        raise NotImplementedError
+
+    def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
+        self.write_many([PutEntry(world_id, counter, strategy_id, side, entry)])
+
+    def replace(self, world_id: str, counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> None:
+        self.write_many([ReplaceWorld(world_id, counter, entries)])
+
+    def delete(self, world_id: str) -> None:
+        self.write_many([DeleteWorld(world_id)])
+
+
+class MemoryActivationStore(SingleWrites):
     """The dev profile's projection: a dict behind a lock, with the same semantics as Redis."""
 
     def __init__(self) -> None:
@@ -69,15 +85,6 @@ class MemoryActivationStore:
             self._worlds[write.world_id] = (write.counter, {sid: dict(sides) for sid, sides in write.entries.items()})
         else:
             self._worlds.pop(write.world_id, None)
-
-    def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
-        self.write_many([PutEntry(world_id, counter, strategy_id, side, entry)])
-
-    def replace(self, world_id: str, counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> None:
-        self.write_many([ReplaceWorld(world_id, counter, entries)])
-
-    def delete(self, world_id: str) -> None:
-        self.write_many([DeleteWorld(world_id)])
 
     def get(self, world_id: str) -> tuple[int, Entries] | None:
         with self._lock:

@@ -18,7 +18,7 @@ from redis.retry import Retry
 
 from messages.activation import ActivationEntry
 from messages.risk_hub import RiskSnapshot
-from storage.activation_store import DeleteWorld, Entries, ProjectionWrite, PutEntry, ReplaceWorld
+from storage.activation_store import Entries, ProjectionWrite, PutEntry, ReplaceWorld, SingleWrites
 from storage.sql_types import StorageUnavailable
 
 REDIS_TIMEOUT_S = 1.0
@@ -35,7 +35,7 @@ def bounded_redis(url: str) -> redis.Redis:
                                 retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
 
 
-class RedisActivationStore:
+class RedisActivationStore(SingleWrites):
     """Redis hash ``<prefix>world:<id>:activation``: one field per ``strategy|side`` plus the counter.
 
     Every ``write_many`` is one MULTI/EXEC (one round trip), so a reader never sees an entry without its
@@ -70,15 +70,6 @@ class RedisActivationStore:
             else:
                 pipe.delete(key)
         pipe.execute()
-
-    def put_entry(self, world_id: str, counter: int, strategy_id: str, side: str, entry: ActivationEntry) -> None:
-        self.write_many([PutEntry(world_id, counter, strategy_id, side, entry)])
-
-    def replace(self, world_id: str, counter: int, entries: Mapping[str, Mapping[str, ActivationEntry]]) -> None:
-        self.write_many([ReplaceWorld(world_id, counter, entries)])
-
-    def delete(self, world_id: str) -> None:
-        self.write_many([DeleteWorld(world_id)])
 
     def get(self, world_id: str) -> tuple[int, Entries] | None:
         raw = self._client.hgetall(self.key(world_id))

@@ -77,6 +77,18 @@ def sql_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return dsn
 
 
+@pytest.fixture
+def migrated_engine(sql_dsn: str) -> Iterator[sa.Engine]:
+    """An engine on ``sql_dsn`` (SQLite and PostgreSQL), schema at head."""
+    from storage import migrate
+    from storage.engine import create_engine
+
+    engine = create_engine(sql_dsn)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture(params=["memory", "redis"])
 def projection(request: pytest.FixtureRequest) -> dict[str, str]:
     if request.param == "memory":

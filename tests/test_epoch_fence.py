@@ -4,15 +4,13 @@ of them is stored; without cluster mode the write path runs no statement for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
 from domain.effects import AuditRecord, OutboxEvent
-from storage import migrate
 from storage import schema as t
-from storage.engine import create_engine, normalise_dsn
+from storage.engine import normalise_dsn
 from storage.epochs import OwnerEpochs, epoch_history, take_partition
 from storage.sql import SqlStore, StaleOwner, StaleWriter, WriteItem
 
@@ -21,11 +19,8 @@ A, B = "http://127.0.0.1:8081", "http://127.0.0.1:8082"
 
 
 @pytest.fixture
-def engine(sql_dsn: str) -> Iterator[sa.Engine]:
-    engine = create_engine(sql_dsn)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(migrated_engine: sa.Engine) -> sa.Engine:
+    return migrated_engine
 
 
 def _cluster_store(engine: sa.Engine) -> SqlStore:

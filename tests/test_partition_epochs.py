@@ -4,7 +4,6 @@ history, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,8 @@ from storage.epochs import epoch_history, partition_owners, take_partition
 
 
 @pytest.fixture
-def engine(sql_dsn: str) -> Iterator[sa.Engine]:
-    engine = create_engine(sql_dsn)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(migrated_engine: sa.Engine) -> sa.Engine:
+    return migrated_engine
 
 
 def test_taking_a_partition_bumps_its_epoch_and_names_the_owner(engine: sa.Engine) -> None:
