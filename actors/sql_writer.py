@@ -46,7 +46,7 @@ class WriteBatch:
 @dataclass(frozen=True, slots=True)
 class AtomicWrite:
     """Items of several worlds committed together or not at all (an allocation run). Runs queued one
-    behind the other share one commit, each in its own savepoint."""
+    behind the other share one commit, each still all or none (``SqlWrites.apply_atomic_many``)."""
 
     items: list[WriteItem]
     done: pykka.ThreadingFuture
