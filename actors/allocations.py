@@ -27,7 +27,7 @@ from actors.bridge import Reply, Request, error_reply, refusal_reply
 from actors.sql_writer import AtomicWrite, AtomicWrites
 from domain.effects import SaveAllocationRun
 from domain.rebalancing import (
-    allocation_etag, allocation_response, check_replay, plan_allocation, touched_worlds, validate_allocations,
+    allocation_etag, allocation_response, allocation_waves, check_replay, plan_allocation, touched_worlds, validate_allocations,
 )
 from domain.rebalancing.events import allocation_effects
 from domain.timefmt import iso_z
@@ -57,7 +57,8 @@ class _Run:
     request: AllocationUpsertRequest
     etag: str
     worlds: list[str]
-    fences: dict[str, dict[str, int]] = field(default_factory=dict)
+    holds: dict[str, pykka.ThreadingFuture] = field(default_factory=dict)  # asked, per world
+    fences: dict[str, dict[str, int]] = field(default_factory=dict)  # answered, per world
     plan: Any = None
     snapshot: dict[str, Any] | None = None
     done: pykka.ThreadingFuture | None = None  # the commit's outcome
@@ -67,21 +68,6 @@ class _Run:
         if not self.answered:
             self.answered = True
             self.message.reply(reply)
-
-
-def waves(runs: list[_Run]) -> list[list[_Run]]:
-    """Runs in arrival order into waves: each run one wave after the latest earlier run it shares a world
-    or its run id with, so every wave's runs are disjoint and overlapping runs stay in order."""
-    last_wave: dict[str, int] = {}  # world id or run id -> the latest wave that touches it
-    out: list[list[_Run]] = []
-    for run in runs:
-        keys = [*run.worlds, "run:" + run.request.run_id]
-        index = max((last_wave[k] + 1 for k in keys if k in last_wave), default=0)
-        if index == len(out):
-            out.append([])
-        out[index].append(run)
-        last_wave.update(dict.fromkeys(keys, index))
-    return out
 
 
 class AllocationCoordinator(pykka.ThreadingActor):
@@ -101,7 +87,8 @@ class AllocationCoordinator(pykka.ThreadingActor):
         if not isinstance(message, Request):
             return
         runs = [run for m in [message, *self._take_waiting()] if (run := self._answered_or_run(m)) is not None]
-        for wave in waves(runs):
+        for indices in allocation_waves([(run.request.run_id, run.worlds) for run in runs]):
+            wave = [runs[i] for i in indices]
             try:
                 self._serve_wave(wave)
             except Exception as exc:  # noqa: BLE001 - storage failed: whoever is still waiting gets a 503
@@ -174,9 +161,10 @@ class AllocationCoordinator(pykka.ThreadingActor):
 
     def _commit_wave(self, wave: list[_Run]) -> None:
         """Hold every world of the wave, plan and write each run, release the worlds, answer."""
-        holds = [(run, world_id, self._hold(world_id, run.request.run_id)) for run in wave for world_id in run.worlds]
+        for run in wave:  # every hold is sent before any answer is awaited
+            run.holds = {world_id: self._hold(world_id, run.request.run_id) for world_id in run.worlds}
         try:
-            held = [run for run in wave if self._all_held(run, holds)]
+            held = [run for run in wave if self._all_held(run)]
             self._plan_and_write(held)
         finally:
             for run in wave:
@@ -193,11 +181,9 @@ class AllocationCoordinator(pykka.ThreadingActor):
             fence = run.fences.get(world_id)
             self._release(world_id, run.request.run_id, fence["row_version"] + 1 if committed and fence else None)
 
-    def _all_held(self, run: _Run, holds: list[tuple[_Run, str, pykka.ThreadingFuture]]) -> bool:
+    def _all_held(self, run: _Run) -> bool:
         """Waits for ``run``'s holds; a world that does not answer in time refuses the run (503)."""
-        for owner, world_id, answer in holds:
-            if owner is not run:
-                continue
+        for world_id, answer in run.holds.items():
             try:
                 reply = answer.get(timeout=self._timeout_s)
             except pykka.Timeout:

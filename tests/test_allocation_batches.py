@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from actors.allocations import waves
 from actors.bridge import Reply, Request
+from domain.rebalancing import allocation_waves
 from messages.commands import UpsertAllocations
 from messages.rebalancing import AllocationUpsertRequest
 from tests.conftest import make_config
@@ -79,11 +79,5 @@ def test_a_batch_commits_disjoint_runs_together_and_overlapping_ones_in_order(ha
 
 
 def test_waves_keep_overlapping_runs_in_arrival_order() -> None:
-    class Run:
-        def __init__(self, run_id: str, worlds: list[str]) -> None:
-            self.worlds = worlds
-            self.request = type("R", (), {"run_id": run_id})()
-
-    runs = [Run("1", ["a", "b"]), Run("2", ["c"]), Run("3", ["b", "d"]), Run("4", ["d"]), Run("1", ["e"]),
-            Run("5", ["f"])]
-    assert [[r.request.run_id for r in wave] for wave in waves(runs)] == [["1", "2", "5"], ["3", "1"], ["4"]]  # type: ignore[arg-type]
+    runs = [("1", ["a", "b"]), ("2", ["c"]), ("3", ["b", "d"]), ("4", ["d"]), ("1", ["e"]), ("5", ["f"])]
+    assert [[runs[i][0] for i in wave] for wave in allocation_waves(runs)] == [["1", "2", "5"], ["3", "1"], ["4"]]

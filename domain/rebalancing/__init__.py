@@ -15,6 +15,7 @@ from domain.rebalancing.allocations import (
     RUN_CONFLICT_DETAIL,
     SNAPSHOT_TTL,
     allocation_etag,
+    allocation_waves,
     allocation_rebalance_request,
     allocation_response,
     allocation_snapshot,
@@ -43,7 +44,7 @@ from domain.rebalancing.scaling import OVERFLOW_DETAIL, plan_scaling, plan_world
 __all__ = [
     "EMPTY_ALLOCATIONS_DETAIL", "ETAG_MISMATCH_DETAIL", "HYBRID_DETAIL", "OVERFLOW_DETAIL",
     "OVERLAY_REQUIRED_DETAIL", "PERIODS_PER_YEAR", "RUN_CONFLICT_DETAIL", "SNAPSHOT_TTL",
-    "V2_REQUIRED_DETAIL", "RebalancePlan", "allocation_etag", "allocation_rebalance_request",
+    "V2_REQUIRED_DETAIL", "RebalancePlan", "allocation_etag", "allocation_rebalance_request", "allocation_waves",
     "allocation_response", "allocation_snapshot", "alpha_metrics", "check_replay", "compute_plan",
     "default_metrics", "max_supported_version", "negotiate", "net_globally", "performance_metrics",
     "plan_allocation", "plan_overlay", "plan_rebalance", "plan_response", "plan_scaling", "plan_world",

@@ -13,7 +13,7 @@ Deliberate differences from the reference:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,6 +82,22 @@ def check_replay(request: AllocationUpsertRequest, etag: str, stored_etag: str) 
 def touched_worlds(request: AllocationUpsertRequest) -> list[str]:
     """The worlds an upsert changes, in the order their locks must be taken."""
     return sorted(request.world_allocations)
+
+
+def allocation_waves(runs: Sequence[tuple[str, Sequence[str]]]) -> list[list[int]]:
+    """Queued runs, given as ``(run_id, worlds)`` in arrival order, into waves of their indices: each run
+    goes one wave after the latest earlier run it shares a world or its run id with, so a wave's runs are
+    disjoint (they can share a commit) and overlapping runs keep their order."""
+    last_wave: dict[tuple[str, str], int] = {}  # ("world" | "run", id) -> the latest wave that has it
+    waves: list[list[int]] = []
+    for index, (run_id, worlds) in enumerate(runs):
+        keys = [("world", w) for w in worlds] + [("run", run_id)]
+        wave = max((last_wave[k] + 1 for k in keys if k in last_wave), default=0)
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(index)
+        last_wave.update(dict.fromkeys(keys, wave))
+    return waves
 
 
 def _strategy_before(request: AllocationUpsertRequest, worlds: list[str],
